@@ -1,0 +1,28 @@
+"""The ``rksearch`` command: a thin layer over the Python API.
+
+One module per command group registers its commands on :data:`app`. Every user error
+surfaces as one line on stderr and exit status 2; see :mod:`rksearch.errors`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from ._app import app, err
+from . import describe  # noqa: F401  (registers commands)
+from ..errors import RKSearchError
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: user errors become one line and exit status 2."""
+    try:
+        app(args=argv, prog_name="rksearch")
+    except RKSearchError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

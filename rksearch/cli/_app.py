@@ -1,0 +1,34 @@
+"""The Typer application and the helpers every command module shares."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import RKSearchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Neural architecture search over Runge-Kutta CNNs.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Neural architecture search over Runge-Kutta CNNs (ERKNets and IRKNets)."""
+out = Console()
+err = Console(stderr=True)
+
+
+def ints(text: Optional[str], what: str) -> Optional[list[int] | int]:
+    """``"36"`` -> 36, ``"2,4,8,16"`` -> [2, 4, 8, 16]."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise RKSearchError(f"expected an integer or a comma-separated list of integers, got {text!r}", field=what) from None
+    return values[0] if len(values) == 1 else values

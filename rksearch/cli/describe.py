@@ -1,0 +1,43 @@
+"""``rksearch describe``."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from ._app import app, ints, out
+
+
+@app.command()
+def describe(
+    name_or_spec: str = typer.Argument(..., help="A name such as IRKNet-3x1_3x1_3x1, or a spec YAML/JSON file."),
+    growth_rate: Optional[str] = typer.Option(None, "--growth-rate", "-k", help="k, or one k per period (comma-separated)."),
+    m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (2,4,8,16)."),
+    stem: Optional[str] = typer.Option(None, "--stem", help="cifar or imagenet."),
+    input_size: Optional[int] = typer.Option(None, "--input-size"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes"),
+    no_multiscale: bool = typer.Option(False, "--no-multiscale", help="Pool only the last period's output."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Name, parameters, FLOPs and per-period layout of an RKNet."""
+    from ..describe import describe as describe_spec
+    from ..describe import render
+    from ..spec import resolve_spec
+
+    fields = {
+        "growth_rate": ints(growth_rate, "--growth-rate"),
+        "m": ints(m, "--m"),
+        "stem": stem,
+        "input_size": input_size,
+        "num_classes": num_classes,
+        "multiscale": False if no_multiscale else None,
+    }
+    if stem is not None and input_size is None and stem == "imagenet" and not name_or_spec.endswith((".yaml", ".yml", ".json")):
+        fields["input_size"] = 224
+    spec = resolve_spec(name_or_spec, **fields)
+    info = describe_spec(spec)
+    if as_json:
+        print(json.dumps(info))
+    else:
+        out.print(render(info))

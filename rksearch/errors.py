@@ -1,0 +1,53 @@
+"""One error type for everything a user can get wrong.
+
+The CLI turns an :class:`RKSearchError` into a single line on stderr and exit status 2;
+anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RKSearchError(Exception):
+    """A user error: bad file, bad field, bad value. ``str()`` is the one-line message."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | Path | None = None, field: str | None = None):
+        self.message = message
+        self.source = str(source) if source is not None else None
+        self.field = field
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ": ".join(p for p in (self.source, self.field) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+    def located(self, source: str | Path) -> "RKSearchError":
+        """The same error, attributed to ``source`` unless it already names a file."""
+        if self.source is not None:
+            return self
+        return type(self)(self.message, source=source, field=self.field)
+
+
+def from_validation_error(err, *, source: str | Path | None = None, prefix: str = "") -> RKSearchError:
+    """Turn a pydantic ``ValidationError`` into one line that names every bad field."""
+    errors = err.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    parts = []
+    for e, loc in zip(errors, locs):
+        # a container's length error caused by its own bad items adds nothing
+        if e["type"] == "too_short" and any(o[: len(loc)] == loc and o != loc for o in locs):
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        path = [prefix] if prefix else []
+        path += [str(p) for p in loc]
+        head, sep, rest = msg.partition(": ")
+        if sep and head.isidentifier():  # "stages: needs >= 2" raised by a model validator
+            path.append(head)
+            msg = rest
+        where = ".".join(path)
+        parts.append(f"{where}: {msg}" if where else msg)
+    return RKSearchError("; ".join(parts), source=source)

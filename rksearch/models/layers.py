@@ -1,0 +1,133 @@
+"""Building blocks shared by every RKNet period, transition and postprocessor."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def bn_relu_conv(
+    xs: list[Tensor], bn: nn.BatchNorm2d, weight: Tensor, padding: int, per_connection: bool = False
+) -> Tensor:
+    """BN-ReLU-conv over the concatenation of ``xs`` with ``weight`` (out, sum(C_j), K, K).
+
+    The concatenated form is one BN, one ReLU and one convolution: the same function as a
+    sum of one BN-ReLU-conv per connection (BN is per channel), with far fewer kernel
+    launches. ``per_connection`` computes exactly that sum; tests and benchmarks use it as
+    the reference implementation.
+    """
+    if not per_connection:
+        x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
+        return F.conv2d(F.relu(bn(x)), weight, padding=padding)
+    out: Tensor | None = None
+    lo = 0
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    for x in xs:
+        hi = lo + x.shape[1]
+        h = F.batch_norm(
+            x, bn.running_mean[lo:hi], bn.running_var[lo:hi], bn.weight[lo:hi], bn.bias[lo:hi],
+            bn.training, momentum, bn.eps,
+        )
+        y = F.conv2d(F.relu(h), weight[:, lo:hi], padding=padding)
+        out = y if out is None else out + y
+        lo = hi
+    assert out is not None
+    return out
+
+
+class Unit(nn.Module):
+    """BN-ReLU-conv (+ dropout) on a list of inputs, owning its conv weight.
+
+    ``bottleneck`` puts a BN-ReLU-1x1 conv to ``bottleneck_width`` before the 3x3 conv, as in
+    DenseNet-BC.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bottleneck_width: int = 0, dropout: float = 0.0):
+        super().__init__()
+        first_out = bottleneck_width or out_channels
+        k = 1 if bottleneck_width else 3
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.weight1 = nn.Parameter(torch.empty(first_out, in_channels, k, k))
+        self.bn2 = nn.BatchNorm2d(first_out) if bottleneck_width else None
+        self.weight2 = nn.Parameter(torch.empty(out_channels, first_out, 3, 3)) if bottleneck_width else None
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.per_connection = False
+
+    def forward(self, xs: list[Tensor]) -> Tensor:
+        pad = self.weight1.shape[-1] // 2
+        h = self.drop(bn_relu_conv(xs, self.bn1, self.weight1, pad, self.per_connection))
+        if self.weight2 is not None:
+            h = self.drop(F.conv2d(F.relu(self.bn2(h)), self.weight2, padding=1))
+        return h
+
+
+class Attention(nn.Module):
+    """Channel-wise attention of the attentional transition (Appendix B; CliqueNet)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        hidden = max(1, channels // 2)
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = x.mean(dim=(2, 3))  # (N, C)
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(w))))
+        return x * w[:, :, None, None]
+
+
+class Transition(nn.Module):
+    """BN-ReLU-1x1 conv to the next period's width, optional attention, 2x2 average pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int, attention: bool, dropout: float = 0.0):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_channels)
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.attention = Attention(out_channels) if attention else nn.Identity()
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.attention(self.drop(self.conv(F.relu(self.bn(x))))))
+
+
+def make_stem(kind: str, in_channels: int, width: int) -> nn.Module:
+    """cifar: 3x3 conv; imagenet: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool."""
+    if kind == "cifar":
+        return nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+
+
+class Postprocessor(nn.Module):
+    """BN-ReLU-global average pool of each collected period output, concatenated."""
+
+    def __init__(self, widths: list[int]):
+        super().__init__()
+        self.bns = nn.ModuleList(nn.BatchNorm2d(w) for w in widths)
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        # feats[-len(bns):] are the collected period outputs, each (N, C_p, H_p, W_p)
+        pooled = [F.relu(bn(f)).mean(dim=(2, 3)) for bn, f in zip(self.bns, feats[-len(self.bns):])]
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)  # (N, sum C_p)
+
+
+def init_weights(module: nn.Module) -> None:
+    """He init for convolutions, Xavier for fully connected layers, BN at identity."""
+    for name, p in module.named_parameters():
+        if p.dim() == 4:
+            nn.init.kaiming_normal_(p, mode="fan_out", nonlinearity="relu")
+        elif p.dim() == 2:
+            nn.init.xavier_uniform_(p)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

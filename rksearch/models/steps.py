@@ -1,0 +1,81 @@
+"""One RK time-step each: y_{n+1} = y_n + sum_i h b_i z_i, with h, b_i, a_ij implicit in the weights."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import Unit, bn_relu_conv
+
+
+class ERKStep(nn.Module):
+    """An explicit RK time-step: a restricted dense block (Section 3.3.1, Rules 1-3).
+
+    y has m*k channels; the block makes m*s growths of k channels, each from y and every
+    earlier growth; each run of m growths is one stage's group h b_i z_i of m*k channels.
+    """
+
+    def __init__(self, stages: int, growth_rate: int, m: int, bottleneck: bool, dropout: float):
+        super().__init__()
+        k, width = growth_rate, m * growth_rate
+        self.stages, self.m = stages, m
+        self.units = nn.ModuleList(
+            Unit(width + j * k, k, bottleneck_width=4 * k if bottleneck else 0, dropout=dropout)
+            for j in range(m * stages)
+        )
+
+    def forward(self, y: Tensor) -> Tensor:  # (N, m*k, H, W) -> (N, m*k, H, W)
+        feats = [y]
+        for unit in self.units:
+            feats.append(unit(feats))
+        if self.m == 1:
+            return torch.stack(feats).sum(0)
+        groups = [torch.cat(feats[1 + i * self.m: 1 + (i + 1) * self.m], dim=1) for i in range(self.stages)]
+        return torch.stack([y, *groups]).sum(0)
+
+
+class IRKStep(nn.Module):
+    """An implicit RK time-step: a restricted clique block (Section 3.3.2, Rules 1-3).
+
+    Stage-I is a dense block of s growths from y (the initial values v_i); Stage-II updates
+    each stage in turn from the current values of all the other stages (not y). Connection
+    j->i has one weight used by both stages; each use has its own BatchNorm. The weights into
+    stage i are stored as one tensor over the inputs [y, v_1..v_{i-1}, v_{i+1}..v_s], so
+    Stage-I reads its first i*k input channels and Stage-II its last (s-1)*k.
+    """
+
+    def __init__(self, stages: int, growth_rate: int, bottleneck: bool, dropout: float):
+        super().__init__()
+        s, k = stages, growth_rate
+        ksize = 1 if bottleneck else 3
+        self.stages, self.k = s, k
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, s * k, ksize, ksize)) for _ in range(s))
+        self.bn_init = nn.ModuleList(nn.BatchNorm2d((i + 1) * k) for i in range(s))  # Stage-I
+        self.bn_update = nn.ModuleList(nn.BatchNorm2d((s - 1) * k) for _ in range(s))  # Stage-II
+        if bottleneck:  # one shared 3x3 k->k conv per stage after the 1x1 connections
+            self.weights3 = nn.ParameterList(nn.Parameter(torch.empty(k, k, 3, 3)) for _ in range(s))
+            self.bn3_init = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
+            self.bn3_update = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
+        else:
+            self.weights3 = None
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.per_connection = False
+
+    def _stage(self, i: int, xs: list[Tensor], update: bool) -> Tensor:
+        k = self.k
+        w = self.weights[i]
+        w = w[:, k:] if update else w[:, : (i + 1) * k]
+        bn = self.bn_update[i] if update else self.bn_init[i]
+        h = self.drop(bn_relu_conv(xs, bn, w, w.shape[-1] // 2, self.per_connection))
+        if self.weights3 is not None:
+            bn3 = self.bn3_update[i] if update else self.bn3_init[i]
+            h = self.drop(F.conv2d(F.relu(bn3(h)), self.weights3[i], padding=1))
+        return h
+
+    def forward(self, y: Tensor) -> Tensor:  # (N, k, H, W) -> (N, k, H, W)
+        v: list[Tensor] = []
+        for i in range(self.stages):  # Stage-I: v_i from y, v_1..v_{i-1}
+            v.append(self._stage(i, [y, *v], update=False))
+        for i in range(self.stages):  # Stage-II: z_i from the current values of the others
+            v[i] = self._stage(i, v[:i] + v[i + 1:], update=True)
+        return torch.stack([y, *v]).sum(0)
