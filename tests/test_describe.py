@@ -1,0 +1,56 @@
+"""``rksearch describe``: output and errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rksearch import parse_name, save_spec
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_table() -> None:
+    r = run("describe", "IRKNet-3x1_3x1_3x1", "--growth-rate", "36")
+    assert r.returncode == 0, r.stderr
+    assert "IRKNet-3x1_3x1_3x1" in r.stdout and "0.323 M params" in r.stdout and "0.382 GFLOPs" in r.stdout
+    assert "32x32" in r.stdout and "8x8" in r.stdout
+
+
+def test_json_and_file(tmp_path) -> None:
+    spec = parse_name("ERKNet-3x1_3x1_3x1_1x1-B", growth_rate=32, m=[2, 4, 8, 16], stem="imagenet",
+                      input_size=224, num_classes=1000, multiscale=False)
+    p = tmp_path / "t3.yaml"
+    save_spec(spec, p)
+    by_file = json.loads(run("describe", str(p), "--json").stdout)
+    by_name = json.loads(run("describe", "ERKNet-3x1_3x1_3x1_1x1-B", "-k", "32", "--m", "2,4,8,16", "--stem", "imagenet",
+                             "--num-classes", "1000", "--no-multiscale", "--json").stdout)
+    assert by_file == by_name
+    assert by_file["name"] == "ERKNet-3x1_3x1_3x1_1x1-B"
+    assert isinstance(by_file["params"], int) and isinstance(by_file["flops"], int)
+    assert [p["m"] for p in by_file["periods"]] == [2, 4, 8, 16]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["IRKNet-1x1"], "periods.0.stages"),
+    (["NotANet"], "cannot parse"),
+    (["missing.yaml"], "missing.yaml: no such file"),
+    (["IRKNet-3x1", "-k", "x"], "--growth-rate"),
+    (["IRKNet-3x1_3x1", "-k", "1,2,3"], "growth_rate: got 3 values for 2 periods"),
+])
+def test_errors(args: list[str], needle: str) -> None:
+    r = run("describe", *args)
+    assert r.returncode == 2
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_not_a_spec(tmp_path) -> None:
+    p = tmp_path / "other.yaml"
+    p.write_text("name: cifar_irk\nsearch: {trials: 3}\n")
+    r = run("describe", str(p))
+    assert r.returncode == 2 and "not an RKNet spec" in r.stderr and str(p) in r.stderr
