@@ -1,0 +1,101 @@
+"""``rksearch space``: check a search space before spending GPU hours on it."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ._app import app, out
+
+
+def _per_period(values: list[Any]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "/".join(str(v) for v in values)
+
+
+def _summary(path: Path, n: int, seed: int) -> dict[str, Any]:
+    from ..count import count
+    from ..space import load_space
+
+    space = load_space(path)
+    rng = random.Random(seed)
+    fe = space.feasibility(rng)
+    samples = []
+    for _ in range(n):
+        spec = space.sample(rng)
+        c = count(spec)
+        samples.append({
+            "name": spec.name, "flops": c.flops, "params": c.params, "feasible": space.feasible(spec),
+            "growth_rate": _per_period([p.growth_rate for p in spec.periods]),
+            "m": _per_period([p.m if p.method == "erk" else "-" for p in spec.periods]),
+            "spec": spec.to_dict(),
+        })
+    size = space.size()
+    return {
+        "name": space.name,
+        "source": str(path),
+        "size": size,
+        "feasible": {
+            "count": fe.feasible if fe.exact else round(fe.fraction * size),
+            "fraction": fe.fraction, "margin": fe.margin, "exact": fe.exact, "checked": fe.checked,
+        },
+        "constraints": space.constraints.model_dump(),
+        "objectives": dict(zip(space.objectives, space.directions)),
+        "sampler": space.search.sampler,
+        "trials": space.search.trials,
+        "parameters": {name: d.to_json() for name, d in space.parameters().items()},
+        "samples": samples,
+    }
+
+
+def _render(info: dict[str, Any]):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    fe = info["feasible"]
+    units = {"max_flops": (1e9, "GFLOPs"), "max_params": (1e6, "M params")}
+    limits = [f"<= {v / units[k][0]:g} {units[k][1]}" for k, v in info["constraints"].items() if v is not None]
+    if not limits:
+        share = "no constraints: every spec is feasible"
+    elif fe["exact"]:
+        share = f"{fe['count']:,} meet the constraints ({fe['fraction']:.1%}, exact)"
+    else:
+        share = (f"about {fe['fraction']:.1%} (+/- {fe['margin']:.1%}) meet the constraints "
+                 f"(estimated from {fe['checked']:,} uniform samples)")
+    objectives = ", ".join(f"{o} ({d[:3]})" for o, d in info["objectives"].items())
+    head = Text.assemble(
+        (info["name"], "bold"), f"  {info['source']}\n",
+        f"{info['size']:,} distinct specs; {share}\n",
+        f"constraints: {'; '.join(limits) or 'none'}   objectives: {objectives}   "
+        f"sampler: {info['sampler']}, {info['trials']} trials",
+    )
+    params = Table("parameter", "values", box=None, title="search parameters", title_justify="left")
+    for name, values in info["parameters"].items():
+        if isinstance(values, dict):
+            shown = f"{values['min']}..{values['max']}" + (f" step {values['step']}" if values["step"] != 1 else "")
+        else:
+            shown = ", ".join(map(str, values))
+        params.add_row(name, shown)
+    samples = Table("name", "k", "m", "GFLOPs", "M params", "feasible", box=None, title="uniform samples", title_justify="left")
+    for s in info["samples"]:
+        samples.add_row(s["name"], s["growth_rate"], s["m"], f"{s['flops'] / 1e9:.3f}", f"{s['params'] / 1e6:.3f}",
+                        "yes" if s["feasible"] else "[red]no[/]")
+    return Group(head, params, *([samples] if info["samples"] else []))
+
+
+@app.command()
+def space(
+    path: Path = typer.Argument(..., help="A search-space YAML file (see search_spaces/)."),
+    sample: int = typer.Option(5, "--sample", "-n", min=0, help="How many uniformly sampled specs to show."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling (the shown specs and the estimate)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Size of a search space, the share that meets its constraints, and sampled specs."""
+    info = _summary(path, sample, seed)
+    if as_json:
+        print(json.dumps(info))
+    else:
+        out.print(_render(info))

@@ -1,0 +1,155 @@
+"""The architecture sections of a search space: ``network:`` and ``periods:``.
+
+Besides the values themselves this checks what only the combination can get wrong, so that a
+search never proposes a spec the model library refuses: stages < 2 where a period may be IRK,
+``m`` where no period is ERK, more periods than the input resolution allows.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .domain import Checker, Domain
+from .spec import PeriodSpec, RKNetSpec
+
+PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
+FIXED_FIELDS = ("stem", "in_channels", "num_classes", "input_size")
+GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
+
+
+@dataclass(frozen=True)
+class PeriodsSpace:
+    count: Domain
+    fields: Mapping[str, Domain]
+    overrides: Mapping[int, Mapping[str, Domain]]
+
+    def domain(self, i: int, name: str) -> tuple[Domain, str]:
+        """The domain of field ``name`` in period ``i`` and the Optuna parameter that picks it."""
+        own = self.overrides.get(i, {})
+        if name in own:
+            return own[name], f"p{i}.{name}"
+        d = self.fields[name]
+        return d, (name if d.tie else f"p{i}.{name}")
+
+    def may_be(self, i: int, method: str) -> bool:
+        return method in self.domain(i, "method")[0].values
+
+    @property
+    def max_count(self) -> int:
+        return self.count.high
+
+
+@dataclass(frozen=True)
+class NetworkSpace:
+    fixed: Mapping[str, Any]
+    choices: Mapping[str, Domain]
+
+
+def _mapping(raw: Any, where: str, allowed: tuple[str, ...], chk: Checker) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise chk.fail(where, f"expected a mapping with keys {', '.join(allowed)}; got {type(raw).__name__}")
+    for key in raw:
+        if key not in allowed:
+            raise chk.fail(f"{where}.{key}", f"unknown key; allowed: {', '.join(allowed)}")
+    return raw
+
+
+def _default(model: type, name: str, where: str) -> Domain:
+    return Domain((model.model_fields[name].default,), where=where)
+
+
+def parse_network(raw: Any, chk: Checker) -> NetworkSpace:
+    raw = _mapping(raw, "network", FIXED_FIELDS + GLOBAL_FIELDS, chk)
+    fixed = {}
+    for name in FIXED_FIELDS:
+        where = f"network.{name}"
+        if isinstance(raw.get(name), (list, dict)):
+            raise chk.fail(where, "must be a single value: a search does not vary it")
+        fixed[name] = chk.spec_value(name)(raw[name], where) if name in raw else RKNetSpec.model_fields[name].default
+    choices = {
+        name: chk.domain(raw[name], f"network.{name}", chk.spec_value(name), ranges=False, tie=False)
+        if name in raw else _default(RKNetSpec, name, f"network.{name}")
+        for name in GLOBAL_FIELDS
+    }
+    return NetworkSpace(fixed, choices)
+
+
+def parse_periods(raw: Any, chk: Checker) -> PeriodsSpace:
+    if raw is None:
+        raise chk.fail("periods", "required: the per-period choices (count, method, stages, steps, growth_rate, m)")
+    raw = _mapping(raw, "periods", ("count",) + PERIOD_FIELDS + ("overrides",), chk)
+    if "count" not in raw:
+        raise chk.fail("periods.count", "required: the number of periods (a value, a list or {min, max})")
+    count = chk.domain(raw["count"], "periods.count", chk.positive_int, ranges=True, tie=False)
+    fields = {}
+    for name in PERIOD_FIELDS:
+        where = f"periods.{name}"
+        if name in raw:
+            fields[name] = chk.domain(raw[name], where, chk.period_value(name), ranges=name != "method", tie=True)
+        elif PeriodSpec.model_fields[name].is_required():
+            raise chk.fail(where, "required: a value, a list of choices" + ("" if name == "method" else " or {min, max, step}"))
+        else:
+            fields[name] = _default(PeriodSpec, name, where)
+    return PeriodsSpace(count, fields, _overrides(raw.get("overrides"), count.high, chk))
+
+
+def _overrides(raw: Any, max_count: int, chk: Checker) -> dict[int, dict[str, Domain]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise chk.fail("periods.overrides", "expected a mapping from period index (0, 1, ...) to fields")
+    out = {}
+    for key, fields in raw.items():
+        where = f"periods.overrides.{key}"
+        i = int(key) if isinstance(key, str) and key.isdigit() else key
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            raise chk.fail(where, "expected a period index 0, 1, ...")
+        if i >= max_count:
+            raise chk.fail(where, f"the space has at most {max_count} periods (indices 0..{max_count - 1})")
+        fields = _mapping(fields, where, PERIOD_FIELDS, chk)
+        out[i] = {
+            name: chk.domain(v, f"{where}.{name}", chk.period_value(name), ranges=name != "method", tie=False)
+            for name, v in fields.items()
+        }
+    return out
+
+
+def check_structure(periods: PeriodsSpace, network: NetworkSpace, chk: Checker) -> None:
+    """Reject what only the combination of values gets wrong."""
+    fit = _periods_that_fit(network, periods.max_count)
+    if periods.max_count > fit:
+        raise chk.fail(
+            "periods.count",
+            f"{periods.max_count} periods shrink a {network.fixed['input_size']} px input to nothing "
+            f"({network.fixed['stem']} stem); at most {fit} fit",
+        )
+    for i in range(periods.max_count):
+        stages, _ = periods.domain(i, "stages")
+        if periods.may_be(i, "irk") and stages.low < 2:
+            raise chk.fail(
+                stages.where,
+                f"stages {stages.low} is not allowed: period {i} may be irk, and an IRK period needs stages >= 2",
+            )
+        m = periods.overrides.get(i, {}).get("m")
+        if m is not None and not periods.may_be(i, "erk"):
+            raise chk.fail(m.where, f"period {i} is never erk, and m applies to ERK periods only")
+    m = periods.fields["m"]
+    users = [i for i in range(periods.max_count) if "m" not in periods.overrides.get(i, {}) and periods.may_be(i, "erk")]
+    if not users and not (m.fixed and m.value == 1):
+        raise chk.fail(m.where, "no period that uses it may be erk, and m applies to ERK periods only; remove it")
+
+
+def _periods_that_fit(network: NetworkSpace, limit: int) -> int:
+    """How many periods (at most ``limit``) the fixed stem and input size allow, by the spec's own rule."""
+    period = {"method": "erk", "stages": 1, "growth_rate": 1}
+    for n in range(1, limit + 1):
+        try:
+            RKNetSpec.model_validate({**network.fixed, "periods": [period] * n})
+        except ValidationError:
+            return n - 1
+    return limit
