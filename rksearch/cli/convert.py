@@ -1,0 +1,103 @@
+"""``rksearch convert``: a DenseNet or CliqueNet as the RKNet the paper's rules make of it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from ..baselines import NAMES_HELP
+from ..errors import RKSearchError
+from ._app import app, ints, out
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from ..baselines import BaselineSpec
+
+
+@app.command()
+def convert(
+    network: str = typer.Argument(..., help=f"A baseline name ({NAMES_HELP}) or a baseline spec YAML/JSON file."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", "--growth-rate", help="Growth rate k (filters per layer)."),
+    layers: Optional[int] = typer.Option(None, "--T", "-T", help="CliqueNet: T, the layers of all blocks together."),
+    blocks: Optional[int] = typer.Option(None, "--blocks", help="CliqueNet: the number of blocks (3)."),
+    block_config: Optional[str] = typer.Option(None, "--block-config", help="DenseNet: growths per block (6,12,24,16)."),
+    init_channels: Optional[int] = typer.Option(None, "--init-channels", help="Width of the stem's output."),
+    compression: Optional[float] = typer.Option(None, "--compression", help="DenseNet transitions / CliqueNet C."),
+    bottleneck: Optional[bool] = typer.Option(None, "--bottleneck/--no-bottleneck"),
+    attention: Optional[bool] = typer.Option(None, "--attention/--no-attention", help="CliqueNet: attentional transition."),
+    stem: Optional[str] = typer.Option(None, "--stem", help="cifar or imagenet."),
+    input_size: Optional[int] = typer.Option(None, "--input-size"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the RKNet spec here (YAML, or JSON by suffix)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Convert a DenseNet to an ERKNet or a CliqueNet to an IRKNet (Section 3.3) and show what changed."""
+    from ..convert import convert as convert_spec
+    from ..spec import save_spec
+
+    configs = ints(block_config, "--block-config")
+    fields: dict[str, Any] = {
+        "growth_rate": k, "T": layers, "blocks": blocks, "init_channels": init_channels, "compression": compression,
+        "block_config": [configs] if isinstance(configs, int) else configs, "bottleneck": bottleneck,
+        "attention": attention, "stem": stem, "input_size": input_size, "num_classes": num_classes,
+    }
+    conversion = convert_spec(_source(network, {f: v for f, v in fields.items() if v is not None}))
+    info = conversion.to_dict()
+    if output is not None:
+        header = f"{conversion.target.name}: converted from {conversion.source.name} by rksearch convert"
+        try:
+            save_spec(conversion.target, output, header=header)
+        except OSError as e:
+            raise RKSearchError(e.strerror or str(e), source=output) from None
+        info["output"] = str(output)
+    if as_json:
+        print(json.dumps(info))
+    else:
+        out.print(_render(info))
+
+
+def _source(network: str, fields: dict[str, Any]) -> "BaselineSpec":
+    """A baseline name, or a baseline spec file, with ``fields`` changed."""
+    from ..baselines import BaselineSpec, baseline_spec, load_any_spec
+
+    if not network.endswith((".yaml", ".yml", ".json")) and not Path(network).is_file():
+        return baseline_spec(network, **fields)
+    spec = load_any_spec(network)
+    if not isinstance(spec, BaselineSpec):
+        raise RKSearchError("is an RKNet spec already; convert takes a DenseNet or CliqueNet", source=network)
+    return spec.replace(**fields) if fields else spec
+
+
+def _size(d: dict[str, Any]) -> str:
+    return f"{d['params'] / 1e6:.3f} M params, {d['flops'] / 1e9:.3f} GFLOPs"
+
+
+def _render(info: dict[str, Any]) -> "Group":
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    src, dst = info["source"], info["target"]
+    spec = dst["spec"]
+    ms = ",".join(str(p["m"]) for p in spec["periods"])
+    ratio = f"params x{dst['params'] / src['params']:.2f}, FLOPs x{dst['flops'] / src['flops']:.2f}"
+    head = Text.assemble(
+        (src["name"], "bold"), f"  {_size(src)}\n-> ", (dst["name"], "bold"), f"  {_size(dst)}  ({ratio})\n   ",
+        f"k = {spec['periods'][0]['growth_rate']}, m = {ms}, {spec['stem']} stem, {spec['input_size']} px, "
+        f"{'multiscale' if spec['multiscale'] else 'single-scale'}",
+    )
+    t = Table(box=None)
+    for col in ("block", "in", "layers", "out (concat)", "->", "period", "s", "r", "m", "width (sum)"):
+        t.add_column(col, justify="center" if col == "->" else "right")
+    for b in info["blocks"]:
+        p = b["period"]
+        t.add_row(str(b["block"]), str(b["in_width"]), str(b["layers"]), str(b["out_width"]), "->",
+                  p["method"].upper(), str(p["stages"]), str(p["steps"]), str(p["m"]), str(b["period_width"]))
+    changes = Text("What the rules changed:\n" + "\n".join(f"  - {c}" for c in info["changes"]))
+    parts = [head, t, changes]
+    if "output" in info:
+        parts.append(Text(f"wrote {info['output']}"))
+    return Group(*parts)
