@@ -9,7 +9,7 @@ import sys
 from typing import Optional
 
 from ._app import app, err
-from . import convert, describe, run, space  # noqa: F401  (each module registers its commands)
+from . import convert, dashboard, describe, pareto, run, space  # noqa: F401  (each module registers its commands)
 from ..errors import RKSearchError
 
 

@@ -1,0 +1,30 @@
+"""``rksearch dashboard``: optuna-dashboard on a study, safe beside a running search."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app, out
+
+
+@app.command()
+def dashboard(
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+) -> None:
+    """Serve optuna-dashboard on the study's storage until Ctrl-C."""
+    from ..dashboard import dashboard as open_dashboard
+
+    board = open_dashboard(study_dir, host=host, port=port)
+    s = board.study
+    out.print(f"optuna-dashboard for {s.summary()}", markup=False, highlight=False, soft_wrap=True)
+    if not board.wal:
+        out.print("note: could not switch optuna.db to WAL mode; a search writing meanwhile may wait for it", markup=False, soft_wrap=True)
+    out.print(f"open {board.url}", markup=False, highlight=False, soft_wrap=True)
+    out.print("Ctrl-C to stop", markup=False, soft_wrap=True)
+    try:
+        board.serve_forever()
+    except KeyboardInterrupt:
+        out.print("stopped", markup=False, soft_wrap=True)

@@ -1,0 +1,60 @@
+"""``rksearch pareto`` and ``rksearch export``: look at a study's front, take one spec out of it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, out
+from ..errors import RKSearchError
+
+
+def _writable(path: Path, flag: str) -> None:
+    """Fail before any work when ``path`` cannot be written, so a bad flag writes nothing."""
+    if path.is_dir():
+        raise RKSearchError("is a directory; give a file name", source=path, field=flag)
+    if not path.parent.is_dir():
+        raise RKSearchError("its folder does not exist", source=path, field=flag)
+
+
+@app.command()
+def pareto(
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated, e.g. accuracy,flops (default: the study's)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the Plotly figure and the hypervolume history to this HTML file."),
+    paper: bool = typer.Option(False, "--paper", help="Overlay the paper's CIFAR-10 results (Tables 1-2, full training)."),
+) -> None:
+    """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
+    from ..pareto_report import ParetoReport, write_text
+    from ..study import load_study
+
+    if html is not None:
+        _writable(html, "--html")
+    report = ParetoReport.of(load_study(study_dir), objectives)
+    for line in report.lines():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(report.table())
+    if html is not None:
+        write_text(html, report.html(paper=paper))
+        out.print(f"wrote {html}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def export(
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    pick: str = typer.Option("knee", "--pick", help="knee, best-accuracy, min-flops or trial:N."),
+    max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Only trials whose full spec has at most this many FLOPs (2e8, 200M, 0.2G)."),
+    max_params: Optional[str] = typer.Option(None, "--max-params", help="Only trials whose full spec has at most this many parameters (1.5M)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The spec file to write (.yaml or .json)."),
+) -> None:
+    """Write the full spec of one trial (not the shrunken proxy) for ``rksearch train``."""
+    from ..export import export as export_spec
+    from ..export import parse_amount
+
+    chosen = export_spec(study_dir, output, pick, max_flops=parse_amount(max_flops, "--max-flops"),
+                         max_params=parse_amount(max_params, "--max-params"))
+    r = chosen.row
+    out.print(f"trial {chosen.number} ({chosen.spec.name}): {chosen.reason}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"proxy accuracy {r['accuracy']:.4f}, {r['flops'] / 1e9:.4f} GFLOPs, {r['params'] / 1e6:.4f} M params "
+              f"-> wrote {output}", markup=False, highlight=False, soft_wrap=True)

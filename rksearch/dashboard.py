@@ -1,0 +1,114 @@
+"""optuna-dashboard on a study folder, safe to run while the search writes the same database.
+
+SQLite in WAL mode lets one writer and any number of readers work at once: a reader never
+blocks the search's commits and never sees half of one. ``rksearch run`` opens the database in
+WAL mode; :func:`open_storage` makes sure of it (the mode is stored in the file) and gives every
+connection a generous busy timeout, so even a brief lock (a checkpoint) makes a request wait
+instead of fail.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from .errors import RKSearchError
+from .study import Study, load_study
+
+BUSY_TIMEOUT_S = 60
+
+
+def ensure_wal(db: Path) -> bool:
+    """Put ``db`` in WAL journal mode (persistent); False when that is not possible right now."""
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            return mode.lower() == "wal"
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def open_storage(db: Path):
+    """An Optuna ``RDBStorage`` on ``db`` in WAL mode with a busy timeout: for readers and writers."""
+    import optuna
+
+    ensure_wal(db)
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{db.resolve()}", engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}}, skip_table_creation=True
+    )
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@dataclass
+class Dashboard:
+    """A bound, not yet serving, optuna-dashboard for one study."""
+
+    study: Study
+    server: WSGIServer
+    study_id: int
+    wal: bool
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/dashboard/studies/{self.study_id}"
+
+    def serve_forever(self) -> None:
+        try:
+            self.server.serve_forever()
+        finally:
+            self.server.server_close()
+
+    def start(self) -> threading.Thread:
+        """Serve from a daemon thread (for notebooks and tests); ``stop()`` ends it."""
+        t = threading.Thread(target=self.server.serve_forever, daemon=True, name="rksearch-dashboard")
+        t.start()
+        return t
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080) -> Dashboard:
+    """Check the study, open its storage and bind ``host:port`` (0 picks a free port)."""
+    import optuna_dashboard
+
+    study = load_study(study_dir)
+    wal = ensure_wal(study.db)
+    storage = open_storage(study.db)
+    app = optuna_dashboard.wsgi(storage)
+    try:
+        server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+    except socket.gaierror as e:
+        raise RKSearchError(f"cannot resolve host {host!r}: {e.strerror or e}", field="--host") from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise RKSearchError(f"port {port} on {host} is already in use; pick another with --port", field="--port") from None
+        if e.errno == errno.EACCES:
+            raise RKSearchError(f"not allowed to listen on port {port}; use a port above 1023", field="--port") from None
+        raise RKSearchError(f"cannot listen on {host}:{port}: {e.strerror or e}", field="--host") from None
+    return Dashboard(study, server, storage.get_study_id_from_name(study.name), wal)

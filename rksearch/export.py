@@ -1,0 +1,154 @@
+"""Choosing one trial of a study and writing its full spec for ``rksearch train``."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import RKSearchError
+from .pareto import front
+from .spec import RKNetSpec, save_spec
+from .study import Study, load_study
+
+PICKS = ("knee", "best-accuracy", "min-flops", "trial:N")
+_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_amount(text: str | float | None, what: str) -> float | None:
+    """``2e8``, ``200M``, ``0.2G`` -> 2e8 (suffixes k, M, G, T)."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    m = _AMOUNT.match(text)
+    if not m:
+        raise RKSearchError(f"expected a number such as 2e8, 200M or 0.2G, got {text!r}", field=what)
+    return float(m[1]) * _SUFFIX[m[2].lower()]
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One trial chosen from a study, and why."""
+
+    study: Study
+    number: int
+    spec: RKNetSpec
+    row: pd.Series
+    reason: str
+
+    def header(self) -> str:
+        """The comment block an exported spec starts with."""
+        r, s = self.row, self.study
+        proxy = ", ".join(f"{k} {s.proxy[k]}" for k in ("dataset", "epochs", "width") if k in s.proxy)
+        epochs = f" after {int(r['epochs'])} epochs" if pd.notna(r.get("epochs")) else ""
+        return (
+            f"exported by rksearch export from study {s.name} ({s.path}), trial {self.number} ({r['state'].lower()})\n"
+            f"picked: {self.reason}\n"
+            f"proxy accuracy {_fmt(r['accuracy'], '.4f')}{epochs}" + (f" (proxy: {proxy})" if proxy else "") + "\n"
+            f"full spec: {_fmt(r['flops'] / 1e9, '.4f')} GFLOPs, {_fmt(r['params'] / 1e6, '.4f')} M params\n"
+            f"name: {self.spec.name}"
+        )
+
+
+def _fmt(v: float, f: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, f)
+
+
+def _trial_number(how: str) -> int | None:
+    if not how.startswith("trial:"):
+        if how not in PICKS[:3]:
+            raise RKSearchError(f"unknown pick {how!r}; expected one of {', '.join(PICKS)}", field="--pick")
+        return None
+    try:
+        return int(how.split(":", 1)[1])
+    except ValueError:
+        raise RKSearchError(f"expected trial:N with an integer N, got {how!r}", field="--pick") from None
+
+
+def _limits(max_flops: float | None, max_params: float | None) -> list[tuple[str, float, str]]:
+    out = []
+    for col, lim, flag in (("flops", max_flops, "--max-flops"), ("params", max_params, "--max-params")):
+        if lim is not None:
+            if not lim > 0:
+                raise RKSearchError(f"must be positive, got {lim:g}", field=flag)
+            out.append((col, lim, flag))
+    return out
+
+
+def pick(study: Study, how: str = "knee", *, max_flops: float | None = None, max_params: float | None = None) -> Pick:
+    """The trial ``how`` names: ``knee``, ``best-accuracy``, ``min-flops`` or ``trial:N``.
+
+    ``max_flops`` / ``max_params`` bound the full spec's counts. Only COMPLETE trials are
+    candidates for the first three; ``trial:N`` may name a pruned trial (its accuracy is partial).
+    """
+    number = _trial_number(how)
+    limits = _limits(max_flops, max_params)
+    if number is not None:
+        return _explicit(study, number, limits)
+    done = study.completed
+    pool = done
+    for col, lim, _ in limits:
+        pool = pool[pool[col] <= lim]
+    bound = " and ".join(f"{col} <= {lim:.4g}" for col, lim, _ in limits)
+    among = f"{len(pool)} of {len(done)} completed trials" + (f" with {bound}" if bound else "")
+    if len(pool) == 0:
+        flags = ", ".join(f for _, _, f in limits)
+        hint = f"; loosen {flags}" if flags else "; wait for the search to complete some trials"
+        raise RKSearchError(f"no feasible trial: {among}{hint}", source=study.path, field="--pick")
+    if how == "knee":
+        f = front(study, candidates=pool)
+        if f.knee is None:
+            raise RKSearchError(f"no feasible trial measured {', '.join(study.objectives)}", source=study.path, field="--pick")
+        objs = "/".join(study.objectives)
+        reason = (f"knee of the {objs} front ({len(f.members)} members) of {among}: "
+                  "largest distance to the line joining the front's extremes, objectives normalised")
+        return _make(study, f.knee, reason)
+    key, other = ("accuracy", "flops") if how == "best-accuracy" else ("flops", "accuracy")
+    pool = pool.dropna(subset=[key])
+    if len(pool) == 0:
+        raise RKSearchError(f"no completed trial measured {key}", source=study.path, field="--pick")
+    ranked = pool.sort_values([key, other, "number"], ascending=[key == "flops", key != "flops", True])
+    word = "highest accuracy" if key == "accuracy" else "fewest FLOPs"
+    return _make(study, int(ranked["number"].iloc[0]), f"{word} of {among}")
+
+
+def _explicit(study: Study, number: int, limits: list[tuple[str, float, str]]) -> Pick:
+    rows = study.trials[study.trials["number"] == number]
+    if rows.empty:
+        last = int(study.trials["number"].max()) if len(study.trials) else -1
+        raise RKSearchError(f"no trial {number} (trials are numbered 0..{last})", source=study.path, field="--pick")
+    row = rows.iloc[0]
+    if row["state"] not in ("COMPLETE", "PRUNED"):
+        raise RKSearchError(f"trial {number} is {row['state']}: it has no measured accuracy", source=study.path, field="--pick")
+    for col, lim, flag in limits:
+        if not row[col] <= lim:
+            raise RKSearchError(f"trial {number} has {col} {row[col]:.4g} > {lim:.4g}", source=study.path, field=flag)
+    reason = "asked for by number"
+    if row["state"] == "PRUNED":
+        reason += "; it was PRUNED, so its accuracy comes from a shortened proxy"
+    return _make(study, number, reason)
+
+
+def _make(study: Study, number: int, reason: str) -> Pick:
+    row = study.trials[study.trials["number"] == number].iloc[0]
+    return Pick(study, number, study.spec(number), row, reason)
+
+
+def export(study_dir: str | Path, out: str | Path, how: str = "knee", *, max_flops: float | None = None,
+           max_params: float | None = None) -> Pick:
+    """Pick a trial and write its full spec to ``out`` (atomically, with a provenance header)."""
+    out = Path(out)
+    if out.is_dir():
+        raise RKSearchError("is a directory; give a file name such as best.yaml", source=out, field="-o")
+    if not out.parent.is_dir():
+        raise RKSearchError("its folder does not exist", source=out, field="-o")
+    if out.suffix not in (".yaml", ".yml", ".json"):
+        raise RKSearchError("expected a .yaml, .yml or .json file name", source=out, field="-o")
+    chosen = pick(load_study(study_dir), how, max_flops=max_flops, max_params=max_params)
+    try:
+        save_spec(chosen.spec, out, header=chosen.header())
+    except OSError as e:
+        raise RKSearchError(f"cannot write: {e.strerror or e}", source=out, field="-o") from None
+    return chosen

@@ -1,0 +1,112 @@
+"""What ``rksearch pareto`` prints and what a finished search leaves in its study folder."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import RKSearchError
+from .pareto import Front, front, hypervolume_history
+from .plots import axis, hypervolume_figure, pareto_figure, unit
+from .study import OBJECTIVES, Study, load_study, parse_objectives
+
+HISTORY_SHOWN = 8
+
+
+@dataclass
+class ParetoReport:
+    """Everything ``rksearch pareto`` shows, computed once."""
+
+    study: Study
+    front: Front
+    history: pd.DataFrame
+
+    @classmethod
+    def of(cls, study: Study, objectives: Sequence[str] | str | None = None) -> "ParetoReport":
+        objectives = parse_objectives(objectives) if objectives is not None else study.objectives
+        f = front(study, objectives)
+        return cls(study, f, hypervolume_history(study, objectives, reference=f.reference))
+
+    def table(self):
+        """A rich table of the front: trial, name, accuracy, GFLOPs, M params (+ other objectives)."""
+        from rich.table import Table
+
+        f = self.front
+        cols = ["accuracy", "flops", "params", *(o for o in f.objectives if o not in ("accuracy", "flops", "params"))]
+        t = Table(title=f"Pareto front: {len(f.members)} of {f.candidates} completed trials", title_justify="left")
+        t.add_column("trial", justify="right")
+        t.add_column("name", overflow="fold")
+        for c in cols:
+            t.add_column(_short(c), justify="right")
+        t.add_column("choices", overflow="fold")
+        for _, r in f.members.iterrows():
+            star = " *" if r["number"] == f.knee else ""
+            t.add_row(f"{int(r['number'])}{star}", str(r["name"]), *(_cell(r[c], c) for c in cols), str(r.get("choices") or ""))
+        t.caption = f"* knee (trial {f.knee})" if f.knee is not None else None
+        return t
+
+    def lines(self) -> list[str]:
+        """Summary lines: trials, objectives, reference point, hypervolume and its history."""
+        f, s = self.front, self.study
+        objs = ", ".join(f"{o} ({OBJECTIVES[o].sense})" for o in f.objectives)
+        ref = ", ".join(f"{o} {_cell(f.reference[o], o)} {unit(o)}".rstrip() for o in f.objectives)
+        out = [s.summary(), f"objectives: {objs}; reference point: {ref}"]
+        out += f.notes
+        out.append(f"hypervolume: {f.hypervolume:.6g} ({f.hv_unit})")
+        steps = self.history[self.history["hypervolume"].diff().fillna(self.history["hypervolume"]) > 0]
+        if len(steps):
+            shown = steps.tail(HISTORY_SHOWN)
+            more = f"{len(steps) - len(shown)} earlier, then " if len(steps) > len(shown) else ""
+            out.append("hypervolume history (trial: value where it grew): " + more
+                       + ", ".join(f"{int(n)}: {v:.4g}" for n, v in zip(shown["number"], shown["hypervolume"])))
+        return out
+
+    def html(self, *, paper: bool = False, include_plotlyjs: bool | str = True) -> str:
+        """One page: the front and the hypervolume history."""
+        figs = [pareto_figure(self.study, self.front.objectives, paper=paper),
+                hypervolume_figure(self.study, self.front.objectives, history=self.history)]
+        body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False)
+                         for i, fig in enumerate(figs))
+        return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(self.study.name)}: Pareto front</title>"
+                f"</head><body>\n{body}\n</body></html>\n")
+
+
+def _short(col: str) -> str:
+    return "accuracy %" if col == "accuracy" else unit(col) or col
+
+
+def _cell(v: float, col: str) -> str:
+    if pd.isna(v):
+        return "-"
+    return f"{v * axis(col)[0]:.4g}"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` in one step, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RKSearchError(f"cannot write: {e.strerror or e}", source=path) from None
+
+
+def trials_csv(study: Study) -> str:
+    """The trials table as CSV, without the multi-line spec text (the database keeps it)."""
+    return study.trials.drop(columns=["spec"], errors="ignore").to_csv(index=False)
+
+
+def write_report(study_dir: str | Path, *, paper: bool = False) -> ParetoReport:
+    """Write ``trials.csv`` and ``pareto.html`` into a study folder (what ``rksearch run`` calls last).
+
+    The HTML loads plotly.js from its CDN to stay small enough to commit (tens of KB instead of 5 MB).
+    """
+    study = load_study(study_dir)
+    report = ParetoReport.of(study)
+    write_text(study.path / "trials.csv", trials_csv(study))
+    write_text(study.path / "pareto.html", report.html(paper=paper, include_plotlyjs="cdn"))
+    return report

@@ -1,0 +1,323 @@
+"""A search's study folder read back as a table: one row per trial, per-period choices spelled out.
+
+``studies/<name>/optuna.db`` is written by ``rksearch run`` (SQLite in WAL mode, Optuna study
+``<name>``). Everything here reads it through a read-only connection, so looking at a study
+never changes it and never blocks the search that is writing it.
+"""
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import RKSearchError
+from .spec import RKNetSpec
+
+DB_NAME = "optuna.db"
+DEFAULT_OBJECTIVES = ("accuracy", "flops")
+PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
+GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
+TRIAL_ATTRS = (
+    "name", "accuracy", "flops", "params", "trained_flops", "trained_params", "epochs",
+    "images_per_s", "seconds", "ray_trial_id", "node", "fail_reason", "outcome", "reason",
+)
+NUMERIC_ATTRS = ("trained_flops", "trained_params", "epochs", "images_per_s", "seconds")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one objective means: its direction, the trial attr that measures it, display units."""
+
+    name: str
+    direction: str  # "maximize" | "minimize"
+    attr: str  # the trial user attr measuring it when no attr carries its own name
+    scale: float = 1.0
+    unit: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    @property
+    def sense(self) -> str:
+        return "max" if self.direction == "maximize" else "min"
+
+
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("accuracy", "maximize", "accuracy"),
+        Objective("flops", "minimize", "flops", 1e-9, "GFLOPs"),
+        Objective("params", "minimize", "params", 1e-6, "M params"),
+        Objective("latency", "minimize", "latency"),
+        Objective("throughput", "maximize", "images_per_s", 1.0, "images/s"),
+    )
+}
+
+
+def objective(name: str, *, field: str = "objectives", source: str | Path | None = None) -> Objective:
+    """The :class:`Objective` called ``name``; a user error naming the known ones otherwise."""
+    try:
+        return OBJECTIVES[name]
+    except (KeyError, TypeError):
+        raise RKSearchError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}", source=source, field=field) from None
+
+
+def parse_objectives(text: str | Sequence[str], *, field: str = "--objectives") -> tuple[str, ...]:
+    """``"accuracy,flops"`` or a list -> validated, duplicate-free names (at least two)."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    for n in names:
+        objective(n, field=field)
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise RKSearchError(f"need at least two different objectives, got {', '.join(names) or 'none'}", field=field)
+    return tuple(names)
+
+
+@dataclass
+class Study:
+    """One study folder, loaded: its settings and :attr:`trials` (a DataFrame, one row a trial)."""
+
+    path: Path
+    name: str
+    objectives: tuple[str, ...]
+    reference_point: dict[str, float]
+    space: str | None
+    proxy: dict[str, Any]
+    trials: pd.DataFrame
+    specs: dict[int, RKNetSpec] = field(repr=False, default_factory=dict)
+
+    @property
+    def db(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(OBJECTIVES[o].direction for o in self.objectives)
+
+    @cached_property
+    def completed(self) -> pd.DataFrame:
+        """COMPLETE trials only: the only ones with full-proxy results, so the only front candidates."""
+        return self.trials[self.trials["state"] == "COMPLETE"]
+
+    def state_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.trials["state"].value_counts().items()}
+
+    def spec(self, number: int) -> RKNetSpec:
+        """The full spec trial ``number`` evaluated."""
+        try:
+            return self.specs[number]
+        except KeyError:
+            raise RKSearchError(f"trial {number} has no spec", source=self.db, field="user_attrs.spec") from None
+
+    def summary(self) -> str:
+        counts = self.state_counts()
+        parts = ", ".join(f"{counts[s]} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING") if counts.get(s))
+        return f"study {self.name} ({self.path}): {len(self.trials)} trials" + (f": {parts}" if parts else "")
+
+
+# -- reading the database --------------------------------------------------------------------
+
+
+def _check_db(db: Path) -> list[str]:
+    """Study names in ``db``, after making sure it is an SQLite file with Optuna's tables."""
+    try:
+        with db.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise RKSearchError(e.strerror or str(e), source=db) from None
+    if head != _SQLITE_MAGIC:
+        raise RKSearchError("not an SQLite database (corrupt, or not written by rksearch run)", source=db)
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "studies" not in tables or "trials" not in tables:
+                raise RKSearchError("holds no Optuna study (no 'studies' table)", source=db)
+            return [r[0] for r in con.execute("SELECT study_name FROM studies ORDER BY study_id")]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise RKSearchError(f"corrupt SQLite database: {e}", source=db) from None
+
+
+def readonly_url(db: Path) -> str:
+    """SQLAlchemy URL opening ``db`` read-only (never creates tables, never takes a write lock)."""
+    return f"sqlite:///file:{db.resolve()}?mode=ro&uri=true"
+
+
+def _load_optuna(db: Path, name: str):
+    import optuna
+    import sqlalchemy.exc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = optuna.storages.RDBStorage(
+            readonly_url(db), engine_kwargs={"connect_args": {"timeout": 30}}, skip_table_creation=True
+        )
+        study = optuna.load_study(study_name=name, storage=storage)
+        return study, study.get_trials(deepcopy=False)
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
+        msg = str(e).splitlines()[0]
+        raise RKSearchError(f"cannot read the Optuna study {name!r}: {msg}", source=db) from None
+
+
+def load_study(study_dir: str | Path, *, name: str | None = None) -> Study:
+    """Read ``study_dir`` (a folder holding ``optuna.db``); the Optuna study is the folder's name."""
+    path = Path(study_dir)
+    if path.name == DB_NAME and path.is_file():  # the database itself names its folder
+        path = path.parent
+    if not path.exists():
+        raise RKSearchError("no such study folder", source=path)
+    if not path.is_dir():
+        raise RKSearchError("is a file; expected a study folder (studies/<name>/ holding optuna.db)", source=path)
+    db = path / DB_NAME
+    if not db.is_file():
+        raise RKSearchError(f"not a study folder: no {DB_NAME} (rksearch run writes one)", source=path)
+    name = name or path.resolve().name
+    names = _check_db(db)
+    if name not in names:
+        held = ", ".join(repr(n) for n in names) or "no study"
+        raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
+    ostudy, trials = _load_optuna(db, name)
+    attrs = ostudy.user_attrs
+    objectives = _objectives(attrs.get("objectives", list(DEFAULT_OBJECTIVES)), db)
+    stored = tuple(d.name.lower() for d in ostudy.directions)
+    wanted = tuple(OBJECTIVES[o].direction for o in objectives)
+    if stored != wanted:
+        raise RKSearchError(
+            f"objectives {list(objectives)} need directions {list(wanted)}, the study has {list(stored)}",
+            source=db, field="user_attrs.objectives",
+        )
+    specs: dict[int, RKNetSpec] = {}
+    frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=db)
+    return Study(
+        path=path, name=name, objectives=objectives,
+        reference_point=_reference(attrs.get("reference_point"), objectives, db),
+        space=attrs.get("space"), proxy=attrs.get("proxy") or {}, trials=frame, specs=specs,
+    )
+
+
+def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list | None = None,
+                 specs: dict[int, RKNetSpec] | None = None, source: str | Path | None = None) -> pd.DataFrame:
+    """One row per trial of an ``optuna.Study`` (what :attr:`Study.trials` holds).
+
+    ``objectives`` default to the study's ``objectives`` attr; ``specs``, when given, receives
+    each trial's parsed spec by number.
+    """
+    objectives = tuple(objectives or study.user_attrs.get("objectives", DEFAULT_OBJECTIVES))
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    specs = {} if specs is None else specs
+    rows = [_row(t, objectives, specs, source or study.study_name) for t in trials]
+    frame = pd.DataFrame(rows, columns=_columns(rows, objectives))
+    for c in (*OBJECTIVES, *NUMERIC_ATTRS):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return frame
+
+
+def _objectives(value: Any, db: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RKSearchError(f"expected a list of objective names, got {value!r}", source=db, field="user_attrs.objectives")
+    for v in value:
+        objective(v, field="user_attrs.objectives", source=db)
+    return tuple(value)
+
+
+def _reference(value: Any, objectives: Sequence[str], db: Path) -> dict[str, float]:
+    """The stored reference point, checked; objectives it lacks are derived later (see pareto)."""
+    if value is None:
+        return {}
+    where = "user_attrs.reference_point"
+    if not isinstance(value, dict):
+        raise RKSearchError(f"expected a mapping objective -> number, got {value!r}", source=db, field=where)
+    ref = {}
+    for k, v in value.items():
+        if k not in OBJECTIVES:
+            raise RKSearchError(f"unknown objective {k!r}; known: {', '.join(OBJECTIVES)}", source=db, field=where)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise RKSearchError(f"expected a finite number, got {v!r}", source=db, field=f"{where}.{k}")
+        ref[k] = float(v)
+    return ref
+
+
+def _row(trial, objectives: Sequence[str], specs: dict[int, RKNetSpec], db: str | Path) -> dict[str, Any]:
+    ua = trial.user_attrs
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    row.update({a: ua.get(a) for a in TRIAL_ATTRS})
+    text = ua.get("spec")
+    spec = None
+    if isinstance(text, str):
+        try:
+            spec = RKNetSpec.from_yaml(text, source=f"{db}: trial {trial.number} user_attrs.spec")
+        except RKSearchError:
+            if trial.state.name != "FAIL":  # a failed trial may fail precisely on its spec
+                raise
+    elif trial.state.name in ("COMPLETE", "PRUNED"):
+        raise RKSearchError(f"trial {trial.number} ({trial.state.name}) has no spec", source=db, field="user_attrs.spec")
+    if spec is not None:
+        specs[trial.number] = spec
+        row.update(spec_columns(spec))
+        row["name"] = row["name"] or spec.name
+        row["spec"] = text
+    for o in OBJECTIVES.values():  # objectives not optimised still get a column when measured
+        row.setdefault(o.name, ua.get(o.name, ua.get(o.attr)))
+    if trial.values is not None:
+        row.update(zip(objectives, trial.values))
+    return row
+
+
+def spec_columns(spec: RKNetSpec) -> dict[str, Any]:
+    """The choices a search makes, flattened: ``p{i}_method``, ``p{i}_stages``, ..., globals."""
+    cols: dict[str, Any] = {"periods": len(spec.periods)}
+    for i, p in enumerate(spec.periods):
+        cols.update({f"p{i}_{f}": getattr(p, f) for f in PERIOD_FIELDS})
+    cols.update({f: getattr(spec, f) for f in GLOBAL_FIELDS})
+    cols["choices"] = choices_text(spec)
+    return cols
+
+
+def choices_text(spec: RKNetSpec) -> str:
+    """One line of what the name does not say: growth rate and m per period."""
+    ks = "/".join(str(p.growth_rate) for p in spec.periods)
+    text = f"k={ks}"
+    if any(p.m != 1 for p in spec.periods):
+        text += " m=" + "/".join(str(p.m) for p in spec.periods)
+    if spec.dropout:
+        text += f" dropout={spec.dropout:g}"
+    return text
+
+
+def _columns(rows: list[dict[str, Any]], objectives: Sequence[str]) -> list[str]:
+    head = ["number", "state", "name", *objectives]
+    seen = dict.fromkeys(head)
+    for r in rows:
+        seen.update(dict.fromkeys(r))
+    for c in (*OBJECTIVES, *TRIAL_ATTRS):
+        seen.setdefault(c)
+    return list(seen)
+
+
+def choice_effects(study: Study, metrics: Sequence[str] = ("accuracy", "flops")) -> pd.DataFrame:
+    """Mean of each metric over completed trials, grouped by every per-period and global choice.
+
+    Long format, one row per (choice, value): ``choice`` (``p0_stages``, ``bottleneck``...),
+    ``value``, ``trials`` and one ``mean_<metric>`` column per metric.
+    """
+    done = study.completed
+    choices = [c for c in done.columns if c.split("_", 1)[-1] in PERIOD_FIELDS and c[0] == "p" and c[1].isdigit()]
+    choices += [c for c in GLOBAL_FIELDS if c in done and done[c].nunique(dropna=True) > 1]
+    parts = []
+    for c in choices:
+        g = done.groupby(c, dropna=True)[list(metrics)].agg(["mean", "count"])
+        part = pd.DataFrame({"choice": c, "value": g.index.astype(str), "trials": g[(metrics[0], "count")].to_numpy()})
+        for m in metrics:
+            part[f"mean_{m}"] = g[(m, "mean")].to_numpy()
+        parts.append(part)
+    cols = ["choice", "value", "trials", *(f"mean_{m}" for m in metrics)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
