@@ -1,9 +1,16 @@
 """The proxy evaluation every search trial runs: a short training of a (possibly shrunken) spec."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+import time
+from functools import lru_cache
+from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .count import count
+from .data import Dataset, load_dataset, split_dataset
+from .spec import RKNetSpec
+from .train import EpochMetrics, TrainConfig, fit
 
 
 class ProxyConfig(BaseModel):
@@ -30,3 +37,37 @@ class ProxyConfig(BaseModel):
     amp: Literal["auto", "bf16", "off"] = "auto"
     compile: bool = False
     seed: int = 0
+
+
+@lru_cache(maxsize=2)
+def _dataset(name: str, root: Optional[str]) -> Dataset:
+    """Decoded once per process: a search runs many trials in each worker."""
+    return load_dataset(name, root)
+
+
+def proxy_evaluate(spec: RKNetSpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None) -> dict:
+    """Train ``spec.scaled(cfg.width)`` briefly and return its validation accuracy and costs.
+
+    ``report`` gets {epoch, accuracy, loss, images_per_s, seconds} after every epoch; an exception
+    it raises (a scheduler stopping the trial) propagates, as does :class:`TrainingDiverged`.
+    """
+    start = time.perf_counter()
+    trained = spec.scaled(cfg.width)
+    splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
+                           val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
+    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
+                            device=cfg.device, amp=cfg.amp, compile=cfg.compile, seed=cfg.seed)
+
+    def on_epoch(m: EpochMetrics) -> None:
+        report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
+                "seconds": time.perf_counter() - start})
+
+    result = fit(trained, splits, train_cfg, on_epoch=on_epoch if report else None)
+    full, small = count(spec), count(trained)
+    last = result.history[-1]
+    return {
+        "accuracy": last.val_accuracy, "val_loss": last.val_loss, "train_loss": last.train_loss,
+        "params": full.params, "flops": full.flops, "trained_params": small.params, "trained_flops": small.flops,
+        "epochs": last.epoch, "seconds": time.perf_counter() - start, "train_seconds": result.train_seconds,
+        "images_per_s": result.images_per_s,
+    }

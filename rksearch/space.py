@@ -128,9 +128,6 @@ class SearchSpace:
         chosen = {f: take(d, f) for f, d in self.network.choices.items()}
         return {**self.network.fixed, **chosen, "periods": periods}
 
-    def _replay(self, forced: Mapping[str, Any], rest: Choose) -> dict[str, Any]:
-        return self._walk(lambda name, d: forced[name] if name in forced else rest(name, d))
-
     def _odometer(self, branch: Callable[[str], bool]) -> Iterator[tuple[dict[str, Any], int]]:
         """Every assignment of the ``branch`` parameters, in order, with the number of specs under it.
 
@@ -219,11 +216,22 @@ class SearchSpace:
             self._walk(choose)
         return dict(sorted(seen.items(), key=lambda kv: _param_order(kv[0])))
 
+    def sample_params(self, rng: random.Random) -> dict[str, Any]:
+        """The Optuna params of a spec drawn uniformly from the distinct specs of the space
+        (feasible or not); :meth:`spec_from_params` maps them back to the spec."""
+        forced, _ = self._branches[_weighted(rng, [w for _, w in self._branches])]
+        params: dict[str, Any] = {}
+
+        def choose(name: str, d: Domain) -> Any:
+            params[name] = forced[name] if name in forced else d.values[rng.randrange(len(d.values))]
+            return params[name]
+
+        self._walk(choose)
+        return params
+
     def sample(self, rng: random.Random) -> RKNetSpec:
         """A spec drawn uniformly from the distinct specs of the space (feasible or not)."""
-        forced, _ = self._branches[_weighted(rng, [w for _, w in self._branches])]
-        data = self._replay(forced, lambda name, d: d.values[rng.randrange(len(d.values))])
-        return RKNetSpec.model_validate(data)
+        return self.spec_from_params(self.sample_params(rng))
 
     def sample_feasible(self, rng: random.Random, tries: int = 1000) -> RKNetSpec | None:
         """A uniformly drawn spec that meets the constraints, or None after ``tries`` misses."""

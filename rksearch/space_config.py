@@ -68,6 +68,17 @@ class Resources(_Strict):
         return v
 
 
+class PrescreenConfig(_Strict):
+    """Zero-cost pre-screening (:mod:`rksearch.prescreen`): each of the first ``trials`` trials
+    trains the best-scoring of ``candidates`` uniformly drawn feasible specs; None: every trial
+    of ``search.trials``, and the sampler only proposes trials beyond them."""
+
+    score: Literal["synflow", "naswot", "grad_norm", "snip"] = "synflow"
+    candidates: int = Field(default=8, ge=2)
+    trials: Optional[int] = Field(default=None, ge=1)
+    batch_size: int = Field(default=64, ge=2, description="images of proxy data for naswot, grad_norm and snip")
+
+
 class SearchConfig(_Strict):
     sampler: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
     trials: int = Field(default=20, ge=1)
@@ -77,6 +88,13 @@ class SearchConfig(_Strict):
     resources: Resources = Resources()
     address: Optional[str] = None
     max_failures: Optional[int] = Field(default=None, ge=0)
+    prescreen: Optional[PrescreenConfig] = None
+
+    @model_validator(mode="after")
+    def _prescreen_needs_a_choice(self) -> "SearchConfig":
+        if self.prescreen is not None and self.sampler == "grid":
+            raise ValueError("prescreen: grid trains every point, so there is nothing to pre-screen; use random or tpe")
+        return self
 
     @model_validator(mode="before")
     @classmethod

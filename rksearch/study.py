@@ -28,7 +28,6 @@ TRIAL_ATTRS = (
     "images_per_s", "seconds", "ray_trial_id", "node", "fail_reason", "outcome", "reason",
 )
 NUMERIC_ATTRS = ("trained_flops", "trained_params", "epochs", "images_per_s", "seconds")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
@@ -126,16 +125,14 @@ class Study:
 
 
 def _check_db(db: Path) -> list[str]:
-    """Study names in ``db``, after making sure it is an SQLite file with Optuna's tables."""
+    """Study names in ``db``, after making sure it is an SQLite file with Optuna's tables.
+
+    Never ``open()`` the file directly: closing a plain descriptor on it drops every POSIX lock
+    this process holds on the database, under any SQLite connection a running search or a
+    notebook keeps open here, and readers then see a "malformed" database.
+    """
     try:
-        with db.open("rb") as f:
-            head = f.read(len(_SQLITE_MAGIC))
-    except OSError as e:
-        raise RKSearchError(e.strerror or str(e), source=db) from None
-    if head != _SQLITE_MAGIC:
-        raise RKSearchError("not an SQLite database (corrupt, or not written by rksearch run)", source=db)
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        con = sqlite3.connect(db, timeout=30)  # not mode=ro: a WAL reader needs the shared-memory index
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "studies" not in tables or "trials" not in tables:
@@ -143,13 +140,22 @@ def _check_db(db: Path) -> list[str]:
             return [r[0] for r in con.execute("SELECT study_name FROM studies ORDER BY study_id")]
         finally:
             con.close()
+    except sqlite3.OperationalError as e:
+        raise RKSearchError(f"cannot read the database: {e}", source=db) from None
     except sqlite3.DatabaseError as e:
+        if "not a database" in str(e):
+            raise RKSearchError("not an SQLite database (corrupt, or not written by rksearch run)", source=db) from None
         raise RKSearchError(f"corrupt SQLite database: {e}", source=db) from None
 
 
 def readonly_url(db: Path) -> str:
-    """SQLAlchemy URL opening ``db`` read-only (never creates tables, never takes a write lock)."""
-    return f"sqlite:///file:{db.resolve()}?mode=ro&uri=true"
+    """SQLAlchemy URL for reading ``db`` beside a running search.
+
+    Not SQLite's ``mode=ro``: a read-only connection cannot rebuild the WAL index a killed
+    writer leaves behind and then reports the database as malformed. Reads in WAL mode never
+    block the writer; with ``skip_table_creation`` nothing is ever written.
+    """
+    return f"sqlite:///{db.resolve()}"
 
 
 def _load_optuna(db: Path, name: str):

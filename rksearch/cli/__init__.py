@@ -9,7 +9,15 @@ import sys
 from typing import Optional
 
 from ._app import app, err
-from . import convert, dashboard, describe, pareto, run, space  # noqa: F401  (each module registers its commands)
+from . import describe, run  # noqa: F401  (registers commands)
+from . import zc  # noqa: F401
+from . import convert  # noqa: F401  (registers rksearch convert)
+from . import pareto  # noqa: F401
+from . import dashboard  # noqa: F401
+from . import train  # noqa: F401
+from . import space  # noqa: F401
+from . import bench  # noqa: F401  (registers rksearch bench)
+from . import calibrate  # noqa: F401  (registers rksearch calibrate)
 from ..errors import RKSearchError
 
 

@@ -8,6 +8,16 @@ from torch import Tensor, nn
 from .layers import Unit, bn_relu_conv
 
 
+def _sum(xs: list[Tensor]) -> Tensor:
+    """Sum by chained adds into the first sum: unlike ``torch.stack(xs).sum(0)`` no stacked copy,
+    and the result keeps the inputs' memory format (stack-sum turns channels_last into NCHW,
+    which costs a layout conversion before every following convolution)."""
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out = out.add_(x)  # ``out`` is fresh and saved by no backward: adding in place is safe
+    return out
+
+
 class ERKStep(nn.Module):
     """An explicit RK time-step: a restricted dense block (Section 3.3.1, Rules 1-3).
 
@@ -29,9 +39,11 @@ class ERKStep(nn.Module):
         for unit in self.units:
             feats.append(unit(feats))
         if self.m == 1:
-            return torch.stack(feats).sum(0)
-        groups = [torch.cat(feats[1 + i * self.m: 1 + (i + 1) * self.m], dim=1) for i in range(self.stages)]
-        return torch.stack([y, *groups]).sum(0)
+            return _sum(feats)
+        # stage i's group is the channel concatenation of growths 1+i*m .. (i+1)*m, so the sum of
+        # the groups is the concatenation over b of the sum over stages of growth 1+i*m+b
+        per_slot = [feats[1 + b::self.m] for b in range(self.m)]
+        return y + torch.cat([xs[0] if len(xs) == 1 else _sum(xs) for xs in per_slot], dim=1)
 
 
 class IRKStep(nn.Module):
@@ -78,4 +90,4 @@ class IRKStep(nn.Module):
             v.append(self._stage(i, [y, *v], update=False))
         for i in range(self.stages):  # Stage-II: z_i from the current values of the others
             v[i] = self._stage(i, v[:i] + v[i + 1:], update=True)
-        return torch.stack([y, *v]).sum(0)
+        return _sum([y, *v])

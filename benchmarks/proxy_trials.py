@@ -1,0 +1,148 @@
+"""Issue 6 section 3: 1-epoch proxies of IRKNet-3x1_3x1_3x1 (k=36) on CIFAR-10, with 1, 2 and 4
+concurrent trials on one GPU. Their aggregate images/s says how many trials a search should run
+per GPU.
+
+HOOK into the trainer: this drives ``rksearch.proxy.proxy_evaluate`` with the fields of PROXY
+that its ``ProxyConfig`` has; keep PROXY in step with it. Each trial is its own process, as in a
+search: it decodes the data and runs one small proxy untimed (CUDA context, cuDNN autotuning,
+decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy.
+
+Without the CIFAR-10 zip (62 MB does not fit beside the wheels in what travels to a GPU
+machine), the trials train on the bundled demo images tiled to CIFAR-10's 50,000 (as
+``bench_train.py`` does): the same tensors and the same work per epoch, so the time holds though
+the accuracy means nothing.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+DEFAULT_CIFAR = Path(".device_data/cifar10-jpeg.zip")
+SPEC = ("IRKNet-3x1_3x1_3x1", 36)
+CHECK_SPEC = ("IRKNet-2x1_2x1", 4)
+TILED = "demo tiled to 50,000"
+PROXY = {"dataset": "imagefolder", "epochs": 1, "batch_size": 512, "val_size": 1000, "device": "cuda", "amp": "bf16"}
+CHECK_PROXY = {"dataset": "demo", "epochs": 1, "batch_size": 32, "val_size": 100, "train_subset": 256,
+               "device": "cpu", "amp": "off"}
+CONCURRENCY = (1, 2, 4)
+GOAL_S = 3.0
+
+
+def _config(fields: dict[str, Any]):
+    from rksearch.proxy import ProxyConfig
+
+    return ProxyConfig(**{k: v for k, v in fields.items() if k in ProxyConfig.model_fields})
+
+
+def proxy_worker(job: dict[str, Any]) -> None:
+    """One trial: an untimed small proxy, the barrier, the timed proxy; prints ``RESULT {...}``."""
+    import rksearch.proxy as proxy_module
+    from rksearch import parse_name
+
+    if job["source"] == TILED:
+        from bench_train import cifar_sized
+
+        big = cifar_sized(None).dataset
+        proxy_module._dataset = lambda name, root: big  # the proxy's one way to its data
+    proxy_evaluate = proxy_module.proxy_evaluate
+    spec = parse_name(job["name"], growth_rate=job["k"])
+    t0 = time.perf_counter()
+    proxy = job["proxy"]
+    small = {"train_subset": min(1024, proxy.get("train_subset") or 1024), "val_subset": min(256, proxy["val_size"])}
+    proxy_evaluate(spec, _config({**proxy, **small}))
+    cold_s = time.perf_counter() - t0
+    Path(job["ready"]).touch()
+    while not Path(job["go"]).exists():
+        time.sleep(0.005)
+    result = proxy_evaluate(spec, _config(proxy))
+    print("RESULT " + json.dumps({**result, "cold_s": cold_s}), flush=True)
+
+
+def _trials(n: int, model: tuple[str, int], proxy: dict[str, Any], source: str, deadline: float,
+            script: str) -> dict[str, Any]:
+    """``n`` trials at once; aggregate images/s over the wall time from the barrier to the last."""
+    with tempfile.TemporaryDirectory() as tmp:
+        go = Path(tmp) / "go"
+        jobs = [{"name": model[0], "k": model[1], "proxy": proxy, "source": source,
+                 "ready": str(Path(tmp) / f"ready{i}"), "go": str(go)} for i in range(n)]
+        procs = [subprocess.Popen([sys.executable, script, "--proxy-worker", json.dumps(j)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for j in jobs]
+        try:
+            while not all(Path(j["ready"]).exists() for j in jobs):
+                if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+                    raise RuntimeError("a trial failed or the budget ran out before the barrier")
+                time.sleep(0.01)
+            t0 = time.perf_counter()
+            go.touch()
+            outs = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+            wall = time.perf_counter() - t0
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            for p in procs:
+                p.kill()
+            last = [line for p in procs for line in p.communicate()[1].strip().splitlines()[-1:]]
+            return {"trials": n, "error": f"{e}" + (f": {last[0][:200]}" if last else "")}
+    results = []
+    for p, (stdout, stderr) in zip(procs, outs):
+        lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
+        if p.returncode or not lines:
+            return {"trials": n, "error": (stderr.strip().splitlines() or ["no result"])[-1][:300]}
+        results.append(json.loads(lines[-1][len("RESULT "):]))
+    images = sum(r["images_per_s"] * r["train_seconds"] for r in results)
+    return {"trials": n, "wall_s": wall, "aggregate_images_per_s": images / wall,
+            "proxy_seconds": [r["seconds"] for r in results], "cold_s": [r["cold_s"] for r in results],
+            "accuracy": [r["accuracy"] for r in results]}
+
+
+def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str) -> dict[str, Any]:
+    """Rows for 1, 2 and 4 concurrent trials on CUDA (1 and 2 on demo data in ``check`` mode),
+    or why there are none."""
+    title = "Proxy trials (section 3): skipped"
+    if mode == "cpu":
+        return {"rows": [], "text": f"{title} on CPU: a CIFAR-10 epoch per trial is a GPU measurement."}
+    try:
+        import rksearch.proxy as proxy_module
+    except ImportError as e:
+        return {"rows": [], "text": f"{title}: rksearch.proxy does not import ({e})."}
+    if not hasattr(proxy_module, "proxy_evaluate"):
+        return {"rows": [], "text": f"{title}: rksearch.proxy has no proxy_evaluate yet."}
+    path = Path(cifar) if cifar else DEFAULT_CIFAR
+    if mode == "check":
+        model, proxy, counts, source = CHECK_SPEC, CHECK_PROXY, CONCURRENCY[:2], "demo"
+    elif path.exists():
+        model, proxy, counts, source = SPEC, {**PROXY, "root": str(path)}, CONCURRENCY, str(path)
+    elif cifar:
+        return {"rows": [], "text": f"{title}: no CIFAR-10 at {path}."}
+    else:
+        model, proxy, counts, source = SPEC, {**PROXY, "dataset": "demo"}, CONCURRENCY, TILED
+    rows = []
+    for n in counts:
+        if time.monotonic() > deadline - 20:
+            rows.append({"trials": n, "error": "skipped: time budget spent"})
+            continue
+        rows.append(_trials(n, model, proxy, source, deadline, script))
+    return {"rows": rows, "proxy": proxy, "source": source, "text": render(rows, model, proxy, source)}
+
+
+def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, Any], source: str) -> str:
+    head = (f"Proxy trials (section 3): {model[0]} k={model[1]}, 1 epoch, batch {proxy['batch_size']}, "
+            f"data: {source}, goal < {GOAL_S:.0f} s for one trial\n\n"
+            "| concurrent trials | aggregate images/s | wall s | proxy s (each) | cold start s (each) |\n"
+            "|---:|---:|---:|---|---|")
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['trials']} | {r['error']} | | | |")
+            continue
+        each = ", ".join(f"{s:.2f}" for s in r["proxy_seconds"])
+        cold = ", ".join(f"{s:.1f}" for s in r["cold_s"])
+        lines.append(f"| {r['trials']} | {r['aggregate_images_per_s']:,.0f} | {r['wall_s']:.2f} | {each} | {cold} |")
+    best = max((r for r in rows if "error" not in r), key=lambda r: r["aggregate_images_per_s"], default=None)
+    if best:
+        lines.append(f"\nMost aggregate throughput: {best['trials']} concurrent trial(s) per GPU.")
+    return "\n".join(lines)
+

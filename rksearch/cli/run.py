@@ -1,0 +1,53 @@
+"""``rksearch run``: the main job."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, out
+
+
+@app.command()
+def run(
+    space_file: Path = typer.Argument(..., help="A search-space YAML file (see search_spaces/)."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Trials to have done (trained or pruned); default: the space's search.trials."),
+    fresh: bool = typer.Option(False, "--fresh", help="Move the existing study aside and start over."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (e.g. 127.0.0.1:6379 or auto)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in <out>/<name>/optuna.db)."),
+    out_dir: Path = typer.Option(Path("studies"), "--out", help="Folder that holds the study folders."),
+    max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="End the search once more trials than this have failed."),
+) -> None:
+    """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
+    from rich.live import Live
+
+    from ..search import run_search, summarise
+    from ..space import load_space
+
+    space = load_space(space_file)
+    started = time.perf_counter()
+    with Live(console=out, refresh_per_second=2, transient=True) as live:
+        live.update(f"[bold]{space.name}[/]: starting Ray ...")
+
+        def update(searcher) -> None:
+            live.update(summarise(searcher, time.perf_counter() - started))
+
+        result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
+                            max_failures=max_failures, on_update=update)
+    t = result.tally
+    out.print(
+        f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}, pruned {t.pruned}, "
+        f"failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
+        f"framework share {100 * result.framework_share:.0f} %"
+    )
+    for reason in t.reasons[-5:]:
+        out.print(f"  failed: {reason}")
+    if result.report is not None:
+        out.print(result.report.table())
+        out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html")
+    else:
+        out.print(f"study {result.study_name} in {result.storage}")
+    out.print(f"next: rksearch pareto {result.study_dir}  |  rksearch export {result.study_dir} --pick knee -o best.yaml"
+              f"  |  rksearch dashboard {result.study_dir}")

@@ -1,0 +1,99 @@
+"""``rksearch train``: full training of an exported spec, with a progress bar."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, err, out
+
+
+@app.command()
+def train(
+    spec_file: Path = typer.Argument(..., help="An exported spec (YAML or JSON)."),
+    dataset: str = typer.Option(..., "--dataset", help="demo, imagefolder, cifar10, cifar100 or svhn."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset folder (or .zip for imagefolder)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                         help="Default: the paper's (300 CIFAR, 40 SVHN, 90 ImageNet)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default: 64 (256 for large images)."),
+    lr: float = typer.Option(0.1, "--lr", min=0.0),
+    val_size: Optional[int] = typer.Option(None, "--val-size", min=0,
+                                           help="Validation images carved from train (default a tenth; 0: none)."),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1),
+    no_augment: bool = typer.Option(False, "--no-augment", help="No crop/flip augmentation."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    loader: str = typer.Option("auto", "--loader", help="auto, resident (whole split on the device) or dataloader."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    seed: int = typer.Option(0, "--seed"),
+    download: bool = typer.Option(False, "--download", help="Download torchvision datasets (needs a network)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec file name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a spec with the paper's recipe; checkpoint, metrics.csv, model and test result go to --out."""
+    from pydantic import ValidationError
+
+    from ..data import DataOptions, load_splits
+    from ..errors import RKSearchError, from_validation_error
+    from ..spec import load_spec
+    from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
+    from ..train import train as train_spec
+
+    spec = load_spec(spec_file)
+    try:
+        data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset, seed=seed,
+                           download=download)
+        splits = load_splits(data)
+        given = {"epochs": epochs, "batch_size": batch_size}
+        recipe = {**paper_recipe(splits.dataset.style), **{k: v for k, v in given.items() if v is not None}}
+        cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
+                          compile=compile, seed=seed)
+    except ValidationError as e:
+        raise from_validation_error(e) from None
+    try:
+        check_fits(spec, splits.dataset)
+    except RKSearchError as e:
+        raise e.located(spec_file) from None
+    folder = out_dir or Path("runs") / spec_file.stem
+    if resume and (folder / CHECKPOINT).is_file():
+        err.print(f"continuing the run in {folder}", highlight=False, soft_wrap=True)
+    try:
+        with _Progress(cfg.epochs) as progress:
+            result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
+                                on_epoch=progress.epoch_done, on_step=progress.step)
+    except TrainingDiverged as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    acc = result.test_accuracy or 0.0
+    out.print(f"{spec.name} on {splits.dataset.name}: test accuracy {acc:.2%} "
+              f"({len(splits.test)} images), {result.seconds:.0f} s; wrote {folder}", highlight=False, soft_wrap=True)
+
+
+class _Progress:
+    """A rich progress bar over the batches of each epoch, with the last epoch's loss and accuracy."""
+
+    def __init__(self, epochs: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err, transient=True)
+        self.task = self.bar.add_task("train", total=None, epoch=1, stats="")
+        self.epoch = 1
+
+    def __enter__(self) -> "_Progress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def step(self, step: int, steps: int) -> None:
+        self.bar.update(self.task, completed=step, total=steps, epoch=self.epoch)
+
+    def epoch_done(self, m) -> None:
+        val = f"  val acc {m.val_accuracy:.2%}" if m.val_accuracy is not None else ""
+        stats = f"loss {m.train_loss:.3f}  train acc {m.train_accuracy:.2%}{val}  {m.images_per_s:.0f} img/s"
+        self.bar.console.print(f"epoch {m.epoch}: {stats}  ({m.seconds:.0f} s)", highlight=False, soft_wrap=True)
+        self.epoch = m.epoch + 1
+        self.bar.update(self.task, completed=0, epoch=self.epoch, stats=stats)

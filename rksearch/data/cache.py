@@ -1,0 +1,47 @@
+"""Decode once: decoded datasets are kept as tensor files in a cache folder keyed by their source."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """``$RKSEARCH_CACHE``, else ``~/.cache/rksearch``."""
+    return Path(os.environ.get("RKSEARCH_CACHE") or Path.home() / ".cache" / "rksearch")
+
+
+def cache_path(kind: str, signature: list) -> Path:
+    key = hashlib.sha1(json.dumps([CACHE_VERSION, kind, signature]).encode()).hexdigest()[:20]
+    return cache_dir() / f"{kind}-{key}.pt"
+
+
+def cached(kind: str, signature: list, build: Callable[[], dict]) -> dict:
+    """``build()``'s dict of tensors and plain values, from the cache when the signature matches.
+
+    A cache that cannot be read is rebuilt; one that cannot be written only costs a warning.
+    """
+    path = cache_path(kind, signature)
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True, mmap=True)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
+            pass
+    data = build()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, tmp)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"could not write the dataset cache {path}: {e}", stacklevel=2)
+    return data

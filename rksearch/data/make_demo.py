@@ -1,0 +1,54 @@
+"""Derive the bundled demo data: a balanced CIFAR-10 subset, decoded to uint8.
+
+    python -m rksearch.data.make_demo ../shared/data/cifar10-jpeg.zip
+
+picks, with a fixed seed, 200 training images per class from ``train/`` and 50 per class from
+``test/`` of an ImageFolder-layout CIFAR-10 and writes ``rksearch/data/demo.npz``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .imagefolder import ImageStore, decode_all, find_layout
+from .sources import DEMO_FILE
+
+PER_CLASS = {"train": 200, "test": 50}
+SEED = 0
+
+
+def pick(pairs: list[tuple[str, int]], per_class: int, seed: int) -> list[tuple[str, int]]:
+    """``per_class`` images of every class, chosen by a seeded permutation, in class order."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in sorted({y for _, y in pairs}):
+        members = [p for p in pairs if p[1] == label]
+        chosen += [members[i] for i in sorted(torch.randperm(len(members), generator=g)[:per_class].tolist())]
+    return chosen
+
+
+def make_demo(source: Path, out: Path) -> None:
+    store = ImageStore(source)
+    classes, pairs = find_layout(store, store.members())
+    arrays: dict[str, np.ndarray] = {"classes": np.array(classes)}
+    for split, n in PER_CLASS.items():
+        images, labels = decode_all(store, pick(pairs[split], n, SEED), (32, 32))
+        arrays[f"{split}_images"] = images.numpy()
+        arrays[f"{split}_labels"] = labels.numpy().astype(np.uint8)
+    np.savez_compressed(out, **arrays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="CIFAR-10 in ImageFolder layout (folder or .zip)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name(DEMO_FILE))
+    args = parser.parse_args()
+    make_demo(args.source, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,609 @@
+"""The search engine: Ray Tune runs proxy trainings, Optuna proposes the architectures.
+
+Optuna's study is the single source of truth. Ray's ``OptunaSearch`` asks it for trials
+through the space's define-by-run function; :class:`RKSearcher` adds what a NAS needs on top:
+candidates that break a constraint or repeat a trained spec are settled at sampling time,
+before any training, and every trial lands with its outcome, spec and measurements as user
+attributes (trials stopped early by ASHA become PRUNED, never COMPLETE).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
+
+from .count import count
+from .errors import RKSearchError
+from .proxy import ProxyConfig
+from .space import SearchSpace
+from .spec import RKNetSpec
+
+MAXIMIZE = {"accuracy", "throughput"}
+MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
+
+# trial outcomes, recorded as the user attr "outcome"
+TRAINED, PRUNED, FAILED, REJECTED, DUPLICATE = "trained", "pruned", "failed", "rejected", "duplicate"
+DONE = (TRAINED, PRUNED)
+
+
+class SearchAborted(RKSearchError):
+    """The search stopped itself (too many failures, an exhausted space)."""
+
+    exit_code = 1
+
+
+# -- storage ---------------------------------------------------------------------------------
+
+def default_storage(study_dir: Path) -> str:
+    return f"sqlite:///{study_dir / 'optuna.db'}"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage; SQLite files get WAL so readers never block the search."""
+    if url.startswith("sqlite:///"):
+        _enable_wal(Path(url[len("sqlite:///"):]))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
+    except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
+        raise RKSearchError(f"cannot open the Optuna storage: {str(e).splitlines()[0]}", source=url) from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+def _enable_wal(path: Path) -> None:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with sqlite3.connect(path, timeout=60) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:
+        raise RKSearchError(f"not a usable SQLite database ({e})", source=path) from None
+
+
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    s, seed = space.search.sampler, space.search.seed
+    if s == "tpe":
+        with warnings.catch_warnings():  # group=True is "experimental" and the right thing for conditional spaces
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if s == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.search.trials // 4)))
+    if s == "gp":
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise RKSearchError("the gp sampler needs scipy: pip install scipy", source=space.source,
+                                field="search.sampler") from None
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)  # random, and grid (points are enqueued)
+
+
+# -- the searcher ----------------------------------------------------------------------------
+
+def spec_key(spec: RKNetSpec) -> str:
+    return spec.to_json()
+
+
+@dataclass
+class Tally:
+    """What happened in this run, for the live display and the failure bound."""
+
+    trained: int = 0
+    pruned: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    train_seconds: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+
+class RKSearcher(OptunaSearch):
+    """OptunaSearch that settles infeasible and repeated candidates without training them and
+    records every trial's outcome in the study."""
+
+    def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str, **kwargs: Any):
+        self.space = space
+        self.driver = driver
+        self.tally = Tally()
+        self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
+        root = space.proxy.root  # trials run in their own folders: hand them an absolute path
+        self.proxy = space.proxy.model_copy(update={"root": str(Path(root).resolve()) if root else None}).model_dump()
+        super().__init__(
+            space=self._define_by_run,
+            metric=list(space.objectives),
+            mode=["max" if o in MAXIMIZE else "min" for o in space.objectives],
+            sampler=make_sampler(space),
+            study_name=space.name,
+            storage=storage,
+            **kwargs,
+        )
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if t.user_attrs.get("outcome") in DONE or t.state == TrialState.RUNNING and "spec" in t.user_attrs:
+                self._trained[t.user_attrs["spec_key"]] = t.number
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
+        spec = self.space.suggest(trial)
+        return {"spec": spec.to_dict(), "trial_number": trial.number}
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        for _ in range(MAX_PROPOSALS):
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            spec = RKNetSpec.from_dict(config["spec"])
+            c = count(spec)
+            key = spec_key(spec)
+            ot_trial.set_user_attr("driver", self.driver)
+            for k, v in {"spec": spec.to_yaml(), "spec_key": key, "name": spec.name, "flops": c.flops,
+                         "params": c.params}.items():
+                ot_trial.set_user_attr(k, v)
+            violations = self.space.violations(spec)
+            for name, v in zip(("flops", "params"), violations):
+                ot_trial.set_constraint(name, v)
+            reason = None
+            if any(v > 0 for v in violations):
+                reason, outcome = f"breaks a constraint ({_describe_violation(self.space, c)})", REJECTED
+            elif key in self._trained:
+                reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
+                ot_trial.set_user_attr("duplicate_of", self._trained[key])
+            if reason is None:
+                self._trained[key] = ot_trial.number
+                self.tally.running += 1
+                config["proxy"] = self.proxy
+                config["objectives"] = list(self.space.objectives)
+                return config
+            ot_trial.set_user_attr("outcome", outcome)
+            ot_trial.set_user_attr("reason", reason)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self.tally.skipped += 1
+            del self._ot_trials[trial_id]
+        raise SearchAborted(
+            f"{MAX_PROPOSALS} proposals in a row broke a constraint or repeated a trained spec: the space is "
+            "exhausted or its constraints leave (almost) nothing; loosen constraints or enlarge the space",
+            source=self.space.source, field="constraints",
+        )
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Multi-objective Optuna takes no intermediate values; nothing to do here."""
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials.pop(trial_id)
+        self._completed_trials.add(trial_id)
+        self.tally.running = max(0, self.tally.running - 1)
+        result = result or {}
+        attrs = {k: result[k] for k in _RESULT_ATTRS if k in result and result[k] is not None}
+        attrs["ray_trial_id"] = trial_id
+        values = [result.get(o) for o in self.space.objectives]
+        if error or result.get("failed") or not result:
+            reason = result.get("fail_reason") or "the trial's worker crashed (see the Ray logs)"
+            state, outcome = TrialState.FAIL, FAILED
+            attrs["fail_reason"] = reason
+            self.tally.failed += 1
+            self.tally.reasons.append(f"trial {ot_trial.number}: {reason}")
+            self._trained.pop(ot_trial.user_attrs.get("spec_key"), None)
+        elif not result.get("final"):
+            state, outcome = TrialState.PRUNED, PRUNED
+            self.tally.pruned += 1
+        elif any(v is None or not math.isfinite(v) for v in values):
+            state, outcome = TrialState.FAIL, FAILED
+            attrs["fail_reason"] = f"non-finite objective values {values}"
+            self.tally.failed += 1
+        else:
+            state, outcome = TrialState.COMPLETE, TRAINED
+            self.tally.trained += 1
+        self.tally.train_seconds += float(result.get("seconds") or result.get("time_total_s") or 0.0)
+        for k, v in {**attrs, "outcome": outcome}.items():
+            ot_trial.set_user_attr(k, v)
+        self._ot_study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
+
+
+_RESULT_ATTRS = ("accuracy", "epochs", "epoch", "seconds", "train_seconds", "images_per_s", "trained_flops",
+                 "trained_params", "node", "hostname", "latency", "throughput", "loss")
+
+
+def _describe_violation(space: SearchSpace, c) -> str:
+    parts = []
+    if space.constraints.max_flops is not None and c.flops > space.constraints.max_flops:
+        parts.append(f"{c.flops / 1e9:.3g} GFLOPs > max_flops {space.constraints.max_flops / 1e9:.3g} G")
+    if space.constraints.max_params is not None and c.params > space.constraints.max_params:
+        parts.append(f"{c.params / 1e6:.3g} M params > max_params {space.constraints.max_params / 1e6:.3g} M")
+    return ", ".join(parts)
+
+
+# -- the trial -------------------------------------------------------------------------------
+
+def _fault(trial_number: int) -> str | None:
+    """Fault injection for tests and drills: RKSEARCH_INJECT_FAULTS="raise@1,nan@2,oom@3,crash@4".
+
+    Keys are Optuna trial numbers. raise: an exception; nan: a learning rate that makes the
+    loss non-finite for real; oom: an address-space cap that makes allocations fail for real;
+    crash: the worker process dies.
+    """
+    for item in filter(None, os.environ.get("RKSEARCH_INJECT_FAULTS", "").split(",")):
+        kind, _, number = item.partition("@")
+        if number.strip() == str(trial_number):
+            return kind.strip()
+    return None
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """One Tune trial: the proxy training of a candidate, reported every epoch."""
+    import ray
+    from ray import tune
+
+    from .proxy import proxy_evaluate
+
+    spec = RKNetSpec.from_dict(config["spec"])
+    proxy = ProxyConfig.model_validate(config["proxy"])
+    c = count(spec)
+    static = {"flops": c.flops, "params": c.params, "hostname": socket.gethostname(),
+              "node": ray.get_runtime_context().get_node_id()}
+    fault = _fault(config["trial_number"])
+    if fault == "nan":  # a learning rate no network survives: a real non-finite loss
+        proxy = proxy.model_copy(update={"lr": 1e12})
+    in_report = False
+
+    def report(m: dict[str, Any]) -> None:
+        nonlocal in_report
+        if m["epoch"] >= proxy.epochs:
+            return  # the last epoch is reported once, complete, after the evaluation
+        in_report = True
+        tune.report({**static, **{k: m.get(k) for k in ("loss", "seconds", "images_per_s")},
+                     "accuracy": m["accuracy"], "epoch": m["epoch"], "epochs": m["epoch"]})
+        in_report = False
+
+    try:
+        if fault == "raise":
+            raise RuntimeError("injected failure")
+        if fault == "crash":
+            os._exit(1)
+        with _memory_guard(256 * 2**20 if fault == "oom" else None):
+            r = proxy_evaluate(spec, proxy, report=report)
+    except Exception as e:
+        if in_report:
+            raise
+        tune.report({**static, "accuracy": 0.0, "epoch": 0, "failed": True, "fail_reason": _reason(e)})
+        return
+    final = {**static, **r, "final": True, "epoch": r["epochs"]}
+    if "throughput" in config["objectives"]:
+        final["throughput"] = r["images_per_s"]
+    if "latency" in config["objectives"]:
+        final["latency"] = measure_latency_ms(spec, proxy.device)
+    tune.report(final)
+
+
+@contextlib.contextmanager
+def _memory_guard(extra_bytes: int | None):
+    """Cap the address space at the current size plus ``extra_bytes`` (CPU out-of-memory guard)."""
+    if extra_bytes is None:
+        yield
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (current + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    if "out of memory" in text.lower() or "can't allocate memory" in text.lower() or isinstance(e, MemoryError):
+        return f"out of memory: {text}" if text else "out of memory"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def measure_latency_ms(spec: RKNetSpec, device: str = "auto", repeats: int = 10) -> float:
+    """Median inference time of one image through the full model on the trial's device."""
+    import torch
+
+    from .models import build_model
+
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    model = build_model(spec).to(dev).eval()
+    x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size, device=dev)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 2):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+@dataclass
+class SearchResult:
+    study_dir: Path
+    storage: str
+    study_name: str
+    tally: Tally
+    wall_seconds: float
+    ray_start_seconds: float
+    done: int
+    report: Any = None  # a ParetoReport when the study lives in study_dir
+
+    @property
+    def framework_share(self) -> float:
+        """(wall time - sum of trial training times) / wall time."""
+        return max(0.0, 1 - self.tally.train_seconds / self.wall_seconds) if self.wall_seconds else 0.0
+
+
+def driver_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(driver: str) -> bool:
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's driver: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark FAIL the trials a dead driver left RUNNING; returns how many."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        driver = t.user_attrs.get("driver", "")
+        if driver and _alive(driver):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "outcome", FAILED)
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "its driver died before the trial finished")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        n += 1
+    return n
+
+
+def count_done(study: optuna.Study) -> int:
+    return sum(t.user_attrs.get("outcome") in DONE for t in study.get_trials(deepcopy=False))
+
+
+def check_has_candidates(space: SearchSpace) -> None:
+    """Refuse, before anything is written, a space whose constraints leave no candidate."""
+    if space.constraints.max_flops is None and space.constraints.max_params is None:
+        return
+    f = space.feasibility(random.Random(0), samples=500, exact_limit=2000)
+    if f.feasible == 0:
+        how = "any" if f.exact else f"any of {f.checked} sampled"
+        raise RKSearchError(
+            f"no candidate meets the constraints ({how} of {space.size():,} specs); loosen max_flops/max_params "
+            "or shrink the space (rksearch space shows what it holds)", source=space.source, field="constraints",
+        )
+
+
+def check_dataset(space: SearchSpace) -> None:
+    """Load (and so cache, decoded) the proxy's dataset once, before any trial needs it."""
+    from .data import load_dataset
+
+    try:
+        load_dataset(space.proxy.dataset, space.proxy.root)
+    except RKSearchError as e:
+        raise RKSearchError(e.message, source=space.source, field=f"proxy.{e.field or 'dataset'}") from None
+
+
+def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, storage: str | None) -> Path:
+    study_dir = out / space.name
+    if fresh and study_dir.exists():
+        if storage and not storage.startswith("sqlite"):
+            raise RKSearchError("--fresh cannot move a study in a shared database aside; give the space another name",
+                                field="--fresh")
+        aside = study_dir.with_name(f"{space.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        study_dir.rename(aside)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if space.source is not None:
+        tmp = study_dir / "space.yaml.tmp"
+        shutil.copyfile(space.source, tmp)
+        tmp.replace(study_dir / "space.yaml")
+    return study_dir
+
+
+def init_ray(address: str | None, space: SearchSpace) -> float:
+    """Start or join Ray; returns the seconds it took."""
+    import ray
+
+    t0 = time.perf_counter()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs["include_dashboard"] = False
+    if not ray.is_initialized():
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RKSearchError(f"cannot join the Ray cluster: {str(e).splitlines()[0]}", field="--address") from None
+    return time.perf_counter() - t0
+
+
+def run_search(
+    space: SearchSpace,
+    *,
+    trials: int | None = None,
+    fresh: bool = False,
+    address: str | None = None,
+    storage: str | None = None,
+    out: str | Path = "studies",
+    max_failures: int | None = None,
+    on_update: Callable[["RKSearcher"], None] | None = None,
+) -> SearchResult:
+    """Run (or continue) the search of ``space`` until ``trials`` trials are done.
+
+    Done means trained to the full proxy budget or stopped early by ASHA; rejected and
+    duplicate proposals and failures do not count. Running it again continues the study.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    t_start = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    wanted = trials if trials is not None else space.search.trials
+    max_failures = max_failures if max_failures is not None else space.search.max_failures
+    storage = storage or space.storage
+    check_has_candidates(space)
+    check_dataset(space)
+    study_dir = Path(out) / space.name
+    url = storage or default_storage(study_dir)
+    if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
+        open_storage(url)  # a corrupt or unreachable storage fails before anything is written
+    study_dir = prepare_study_dir(space, Path(out), fresh, storage)
+    rdb = open_storage(url)
+    searcher = RKSearcher(space, rdb, driver_id())
+    study = searcher.study
+    for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
+                 "space": space.source.read_text() if space.source else None,
+                 "proxy": space.proxy.model_dump(), "study_dir": study_dir.name}.items():
+        study.set_user_attr(k, v)
+    study.set_metric_names(list(space.objectives))  # the dashboard shows names, not "Objective 0"
+    fail_stale_trials(study)
+    if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
+        for params in space.enumerate_params():
+            study.enqueue_trial(params, skip_if_exists=True)
+    done = count_done(study)
+    ray_seconds = 0.0
+    if done < wanted:
+        ray_seconds = init_ray(address or space.search.address, space)
+        resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
+        scheduler = None
+        if space.search.scheduler.kind == "asha" and space.proxy.epochs > 1:
+            scheduler = ASHAScheduler(
+                time_attr="epoch", metric="accuracy", mode="max", max_t=space.proxy.epochs,
+                grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
+                reduction_factor=space.search.scheduler.reduction_factor,
+            )
+        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir:
+            while done < wanted:
+                if max_failures is not None and searcher.tally.failed > max_failures:
+                    break
+                tuner = tune.Tuner(
+                    tune.with_resources(run_trial, resources),
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher, scheduler=scheduler, num_samples=wanted - done,
+                        max_concurrent_trials=space.search.concurrency, reuse_actors=True,
+                    ),
+                    run_config=tune.RunConfig(
+                        storage_path=tune_dir, name=space.name, verbose=0,
+                        callbacks=[_Progress(searcher, on_update)],
+                        stop=_FailureStop(searcher, max_failures),
+                    ),
+                )
+                tuner.fit()
+                new_done = count_done(study)
+                if new_done == done and searcher.tally.failed == 0:
+                    break
+                done = new_done
+    report = write_outputs(study_dir, url)
+    result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
+                          count_done(study), report)
+    if max_failures is not None and searcher.tally.failed > max_failures:
+        raise SearchAborted(
+            f"stopped after {searcher.tally.failed} failed trials (max_failures {max_failures}); last: "
+            f"{searcher.tally.reasons[-1]}", source=space.source, field="search.max_failures",
+        )
+    return result
+
+
+class _FailureStop(Stopper):
+    """Ends the whole experiment once failures exceed the bound."""
+
+    def __init__(self, searcher: RKSearcher, max_failures: int | None):
+        self.searcher, self.max_failures = searcher, max_failures
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_failures is not None and self.searcher.tally.failed > self.max_failures
+
+
+class _Progress(Callback):
+    """Calls ``on_update(searcher)`` whenever a trial starts or ends."""
+
+    def __init__(self, searcher: RKSearcher, on_update: Callable[[RKSearcher], None] | None):
+        self.searcher, self.on_update = searcher, on_update
+
+    def __getstate__(self) -> dict:  # Tune pickles its state; the live display stays here
+        return {"searcher": None, "on_update": None}
+
+    def _update(self, *args: Any, **info: Any) -> None:
+        if self.on_update:
+            self.on_update(self.searcher)
+
+    on_trial_start = on_trial_complete = on_trial_error = _update
+
+
+def write_outputs(study_dir: Path, url: str):
+    """trials.csv and pareto.html beside the study; None when the study lives elsewhere."""
+    from .pareto_report import write_report
+
+    if url != default_storage(study_dir):
+        return None
+    return write_report(study_dir)
+
+
+def summarise(searcher: RKSearcher, elapsed: float) -> str:
+    """One line of live progress: counts, front size, best accuracy, hypervolume."""
+    import numpy as np
+
+    from .pareto import hypervolume, pareto_mask
+    from .study import OBJECTIVES
+
+    t, space = searcher.tally, searcher.space
+    complete = searcher.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    line = (f"[bold]{space.name}[/] {elapsed:5.0f}s  done {t.trained + t.pruned} (trained {t.trained}, "
+            f"pruned {t.pruned})  running {t.running}  failed {t.failed}  skipped {t.skipped}")
+    if not complete:
+        return line
+    values = np.array([tr.values for tr in complete], dtype=float)
+    directions = space.directions
+    mask = pareto_mask(values, directions)
+    line += f"  front {int(mask.sum())}"
+    if "accuracy" in space.objectives:
+        line += f"  best accuracy {values[:, space.objectives.index('accuracy')].max():.3f}"
+    ref = space.reference_point
+    if ref:
+        scale = np.array([OBJECTIVES[o].scale for o in space.objectives])
+        hv = hypervolume(values[mask] * scale, np.array([ref[o] for o in space.objectives]) * scale, directions)
+        line += f"  hypervolume {hv:.4g}"
+    return line

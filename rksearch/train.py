@@ -1,0 +1,372 @@
+"""Training with the paper's recipe (Appendix A): SGD, Nesterov momentum 0.9, weight decay
+1e-4, lr 0.1 divided by 10 at 50 % and 75 % of training.
+
+:func:`fit` trains a spec on prepared splits (what a search trial and ``rksearch train`` share);
+:func:`train` adds the run folder: a checkpoint every epoch that ``resume`` continues exactly,
+``metrics.csv``, the final model and the test result.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from .count import count
+from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pipeline
+from .data.splits import Dataset, Style
+from .errors import RKSearchError
+from .models import build_model
+from .spec import RKNetSpec, save_spec
+
+CHECK_EVERY = 50
+"""Steps between checks of the loss for NaN/inf: each check waits for the device."""
+CHECKPOINT, METRICS, MODEL, RESULT, SPEC = "checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"
+RESUMABLE_CHANGES = {"device", "compile", "workers", "loader"}
+"""Config fields a resumed run may change: where and how it runs, not what it computes."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: a search records the trial as failed."""
+
+    def __init__(self, epoch: int, step: int):
+        self.epoch, self.step = epoch, step
+        super().__init__(f"training diverged: non-finite loss in epoch {epoch} by step {step}")
+
+
+class TrainConfig(BaseModel):
+    """How a spec is trained; the defaults are the paper's CIFAR recipe."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float = Field(default=0.9, ge=0)
+    nesterov: bool = True
+    weight_decay: float = Field(default=1e-4, ge=0)
+    milestones: tuple[float, ...] = Field(default=(0.5, 0.75), description="fractions of training where lr *= gamma")
+    gamma: float = Field(default=0.1, gt=0)
+    augment: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    loader: LoaderMode = "auto"
+    workers: Optional[int] = Field(default=None, ge=0)
+    seed: int = 0
+
+
+def paper_recipe(style: Style) -> dict[str, Any]:
+    """Appendix A per dataset: CIFAR 300 epochs at batch 64, SVHN 40, ImageNet 90 at 256 with
+    lr / 10 every 30 epochs."""
+    if style == "imagenet":
+        return {"epochs": 90, "batch_size": 256, "milestones": (1 / 3, 2 / 3)}
+    return {"epochs": 40 if style == "plain" else 300, "batch_size": 64, "milestones": (0.5, 0.75)}
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    lr: float
+    images: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
+    images_per_s: float
+    train_seconds: float
+    seconds: float
+    """Wall time since the run began (summed over resumes), evaluation included."""
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[EpochMetrics]
+    test_loss: Optional[float]
+    test_accuracy: Optional[float]
+    seconds: float
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(m.train_seconds for m in self.history)
+
+    @property
+    def images_per_s(self) -> float:
+        return sum(m.images for m in self.history) / self.train_seconds if self.history else 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RKSearchError("CUDA is not available on this machine", field="device")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def check_fits(spec: RKNetSpec, ds: Dataset) -> None:
+    """The spec must match the data it trains on (errors name the spec field)."""
+    if spec.num_classes != ds.num_classes:
+        raise RKSearchError(f"is {spec.num_classes} but {ds.name} has {ds.num_classes} classes", field="num_classes")
+    if spec.in_channels != 3:
+        raise RKSearchError(f"is {spec.in_channels} but {ds.name} images are RGB (3 channels)", field="in_channels")
+    if ds.image_size is not None and spec.input_size != ds.image_size:
+        raise RKSearchError(f"is {spec.input_size} but {ds.name} images are {ds.image_size}x{ds.image_size}",
+                            field="input_size")
+
+
+class Trainer:
+    """Model, optimiser, schedule and loaders of one run, and its state for checkpoints."""
+
+    def __init__(self, spec: RKNetSpec, splits: Splits, cfg: TrainConfig):
+        self.spec, self.splits, self.cfg = spec, splits, cfg
+        self.device = resolve_device(cfg.device)
+        self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(spec).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.train_loader = self._loader(splits.train, train=True)
+        self._eval_loaders: dict[int, Loader] = {}
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        steps = cfg.epochs * len(self.train_loader)  # the schedule steps per batch
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, [max(1, round(f * steps)) for f in cfg.milestones], gamma=cfg.gamma)
+        self.epoch, self.elapsed, self.history = 0, 0.0, []
+
+    def _loader(self, split: Split, train: bool) -> Loader:
+        pipe = pipeline(self.splits.dataset, train=train, augment=self.cfg.augment, size=self.spec.input_size)
+        return make_loader(split, pipe, batch_size=self.cfg.batch_size if train else 2 * self.cfg.batch_size,
+                           device=self.device, shuffle=train, generator=self.generator if train else None,
+                           channels_last=self.cfg.channels_last, mode=self.cfg.loader, workers=self.cfg.workers)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _check(self, loss_sum: torch.Tensor, step: int) -> None:
+        if not torch.isfinite(loss_sum):
+            raise TrainingDiverged(self.epoch + 1, step)
+
+    def train_epoch(self, on_step: Callable[[int, int], None] | None = None) -> EpochMetrics:
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        for step, (x, y) in enumerate(self.train_loader, 1):
+            with self._autocast():
+                logits = self.forward(x)
+            loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            if step % CHECK_EVERY == 0:
+                self._check(loss_sum, step)
+            if on_step:
+                on_step(step, len(self.train_loader))
+        self._check(loss_sum, len(self.train_loader))
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        train_seconds = time.perf_counter() - start
+        val_loss, val_acc = self.evaluate(self.splits.val) if self.splits.val is not None else (None, None)
+        self.epoch += 1
+        self.elapsed += time.perf_counter() - start
+        metrics = EpochMetrics(self.epoch, lr, seen, train_loss, train_acc, val_loss, val_acc, seen / train_seconds,
+                               train_seconds, self.elapsed)
+        self.history.append(metrics)
+        return metrics
+
+    @torch.inference_mode()
+    def evaluate(self, split: Split) -> tuple[float, float]:
+        """(mean loss, accuracy) on ``split``, without augmentation."""
+        if id(split) not in self._eval_loaders:
+            self._eval_loaders[id(split)] = self._loader(split, train=False)
+        loader = self._eval_loaders[id(split)]
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for x, y in loader:
+            with self._autocast():
+                logits = self.forward(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        return loss_sum.item() / len(split), correct.item() / len(split)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self, extra: dict) -> dict:
+        rng = {"torch": torch.get_rng_state(), "loader": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": 1, "spec": self.spec.to_dict(), "config": self.cfg.model_dump(mode="json"), "extra": extra,
+            "epoch": self.epoch, "elapsed": self.elapsed, "history": [asdict(m) for m in self.history],
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng,
+        }
+
+    def save(self, path: Path, extra: dict) -> None:
+        _write_atomic(path, lambda tmp: torch.save(self.state_dict(extra), tmp))
+
+    def load(self, path: Path, extra: dict) -> None:
+        """Continue from a checkpoint of the same spec, data and (computing) config."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # torch raises many types for a damaged file
+            raise RKSearchError(f"cannot read the checkpoint: {e}".splitlines()[0], source=path) from None
+        mine = self.state_dict(extra)
+        for key in ("spec", "extra", "config"):
+            then, now = state.get(key), mine[key]
+            diff = [k for k in sorted(set(then or {}) | set(now)) if (then or {}).get(k) != now.get(k)
+                    and not (key == "config" and k in RESUMABLE_CHANGES)]
+            if diff:
+                k = diff[0]
+                raise RKSearchError(f"the run was started with {k}={(then or {}).get(k)!r}, now {now.get(k)!r}; "
+                                    "resume with the same settings or choose another output folder", source=path, field=key)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        self.generator.set_state(state["rng"]["loader"].cpu())
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        self.epoch, self.elapsed = state["epoch"], state["elapsed"]
+        self.history = [EpochMetrics(**m) for m in state["history"]]
+
+
+def fit(
+    spec: RKNetSpec,
+    splits: Splits,
+    cfg: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    extra: dict | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    evaluate_test: bool = False,
+) -> FitResult:
+    """Train ``spec`` for ``cfg.epochs``; ``on_epoch`` runs after each epoch (and its checkpoint)
+    and may stop the run by raising. A non-finite loss raises :class:`TrainingDiverged`."""
+    check_fits(spec, splits.dataset)
+    start = time.perf_counter()
+    trainer = Trainer(spec, splits, cfg)
+    extra = extra or {}
+    if resume and checkpoint is not None and checkpoint.is_file():
+        trainer.load(checkpoint, extra)
+    before = trainer.elapsed
+    while trainer.epoch < cfg.epochs:
+        metrics = trainer.train_epoch(on_step)
+        if checkpoint is not None:
+            trainer.save(checkpoint, extra)
+        if on_epoch:
+            on_epoch(metrics)
+    test = trainer.evaluate(splits.test) if evaluate_test else (None, None)
+    return FitResult(trainer.model, trainer.history, *test, before + time.perf_counter() - start)
+
+
+# -- the run folder ------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` then rename over ``path``: an interrupted run never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def _metrics_csv(history: list[EpochMetrics]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, [f.name for f in fields(EpochMetrics)], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(m) for m in history)
+    return buf.getvalue()
+
+
+def _past_history(checkpoint: Path) -> list[EpochMetrics]:
+    """The epochs a resumed run has already done (fit itself checks that the checkpoint fits)."""
+    if not checkpoint.is_file():
+        return []
+    try:
+        return [EpochMetrics(**m) for m in torch.load(checkpoint, weights_only=True, map_location="cpu")["history"]]
+    except Exception:  # fit reports a damaged checkpoint as a user error
+        return []
+
+
+@contextmanager
+def run_folder(out: Path, resume: bool) -> Iterator[None]:
+    """Refuse to overwrite another run; create the folder only once every input has been checked,
+    and remove it again if the run fails before writing anything into it."""
+    if out.exists() and not out.is_dir():
+        raise RKSearchError("exists and is not a folder", source=out, field="--out")
+    if not resume and (out / CHECKPOINT).exists():
+        raise RKSearchError("already holds a run: pass --resume to continue it, or choose another --out", source=out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def train(
+    spec: RKNetSpec,
+    splits: Splits,
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    data: DataOptions,
+    resume: bool = False,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> FitResult:
+    """Full training of ``spec`` into the folder ``out``: checkpoint, metrics.csv, model.pt
+    (state_dict plus spec), spec.yaml and result.json with the test accuracy."""
+    check_fits(spec, splits.dataset)
+    with run_folder(out, resume):
+        history = _past_history(out / CHECKPOINT) if resume else []
+
+        def epoch_done(m: EpochMetrics) -> None:
+            history.append(m)
+            _write_atomic(out / METRICS, lambda tmp: tmp.write_text(_metrics_csv(history)))
+            if on_epoch:
+                on_epoch(m)
+
+        result = fit(spec, splits, cfg, checkpoint=out / CHECKPOINT, resume=resume, extra={"data": data.model_dump()},
+                     on_epoch=epoch_done, on_step=on_step, evaluate_test=True)
+    _write_outputs(out, spec, splits.dataset, result)
+    return result
+
+
+def _write_outputs(out: Path, spec: RKNetSpec, ds: Dataset, result: FitResult) -> None:
+    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    model = {"spec": spec.to_dict(), "state_dict": state, "classes": list(ds.classes), "mean": list(ds.mean),
+             "std": list(ds.std)}
+    _write_atomic(out / MODEL, lambda tmp: torch.save(model, tmp))
+    save_spec(spec, out / SPEC, header=f"{spec.name}, trained on {ds.name}")
+    c = count(spec)
+    last = result.history[-1]
+    summary = {
+        "name": spec.name, "dataset": ds.name, "epochs": last.epoch, "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss, "val_accuracy": last.val_accuracy, "params": c.params, "flops": c.flops,
+        "seconds": result.seconds, "train_seconds": result.train_seconds, "images_per_s": result.images_per_s,
+    }
+    _write_atomic(out / RESULT, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))

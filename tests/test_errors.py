@@ -1,0 +1,130 @@
+"""Bad input, everywhere: one clear line naming the file and field, exit 2, nothing written."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rksearch import parse_name, save_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD_SPACE = (ROOT / "search_spaces" / "demo.yaml").read_text()
+
+
+def files(tmp: Path) -> dict[str, Path]:
+    """Every kind of bad file, made fresh in ``tmp``."""
+    made = {
+        "malformed.yaml": "periods: [\n",
+        "unknown_key.yaml": GOOD_SPACE + "\nbudget: 3\n",
+        "wrong_type.yaml": GOOD_SPACE.replace("trials: 8", "trials: eight"),
+        "bad_range.yaml": GOOD_SPACE.replace("stages: {min: 2, max: 4}", "stages: {min: 5, max: 2}"),
+        "no_candidate.yaml": GOOD_SPACE.replace("max_flops: 12M", "max_flops: 1k"),
+        "missing_root.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: imagefolder\n  root: no/such/folder"),
+        "spec_unknown_key.yaml": "rknet: 1\ncolour: red\nperiods: [{method: erk, stages: 2, growth_rate: 4}]\n",
+        "spec_wrong_type.yaml": "rknet: 1\nperiods: [{method: erk, stages: two, growth_rate: 4}]\n",
+        "not_a_spec.yaml": GOOD_SPACE,
+    }
+    out = {}
+    for name, text in made.items():
+        p = tmp / name
+        p.write_text(text)
+        out[name] = p
+    save_spec(parse_name("IRKNet-2x1_2x1", growth_rate=4), tmp / "good_spec.yaml")
+    out["good_spec.yaml"] = tmp / "good_spec.yaml"
+    (tmp / "empty_dir").mkdir()
+    out["empty_dir"] = tmp / "empty_dir"
+    corrupt = tmp / "corrupt" / "demo"
+    corrupt.mkdir(parents=True)
+    (corrupt / "optuna.db").write_bytes(b"this is not sqlite, just bytes" * 100)
+    out["corrupt_study"] = corrupt
+    return out
+
+
+# (command, file key or None, extra args, text the message must hold)
+CASES = [
+    ("describe", "malformed.yaml", [], "malformed YAML at line"),
+    ("describe", "spec_unknown_key.yaml", [], "colour: unknown key"),
+    ("describe", "spec_wrong_type.yaml", [], "periods.0.stages"),
+    ("describe", "not_a_spec.yaml", [], "not an RKNet spec"),
+    ("space", "malformed.yaml", [], "malformed YAML"),
+    ("space", "unknown_key.yaml", [], "budget"),
+    ("space", "wrong_type.yaml", [], "search.trials"),
+    ("space", "bad_range.yaml", [], "periods.stages"),
+    ("run", "malformed.yaml", [], "malformed YAML"),
+    ("run", "unknown_key.yaml", [], "budget"),
+    ("run", "wrong_type.yaml", [], "search.trials"),
+    ("run", "bad_range.yaml", [], "periods.stages"),
+    ("run", "no_candidate.yaml", [], "constraints"),
+    ("run", "missing_root.yaml", [], "proxy.root"),
+    ("run", "good_spec.yaml", [], ""),
+    ("run", "corrupt_space", [], "database"),
+    ("train", "malformed.yaml", ["--dataset", "demo"], "malformed YAML"),
+    ("train", "not_a_spec.yaml", ["--dataset", "demo"], "not an RKNet spec"),
+    ("train", "spec_wrong_type.yaml", ["--dataset", "demo"], "periods.0.stages"),
+    ("train", "good_spec.yaml", ["--dataset", "imagefolder", "--data-root", "no/such/folder"], "no/such/folder"),
+    ("train", "good_spec.yaml", ["--dataset", "imagenet9000"], "imagenet9000"),
+    ("pareto", "empty_dir", [], "optuna.db"),
+    ("pareto", "corrupt_study", [], "not an SQLite database"),
+    ("pareto", "good_spec.yaml", [], "study folder"),
+    ("export", "empty_dir", ["--pick", "knee", "-o", "{tmp}/best.yaml"], "optuna.db"),
+    ("export", "corrupt_study", ["--pick", "knee", "-o", "{tmp}/best.yaml"], "not an SQLite database"),
+    ("dashboard", "empty_dir", [], "optuna.db"),
+    ("dashboard", "corrupt_study", [], "not an SQLite database"),
+    ("bench", None, ["IRKNet-1x1"], "periods.0.stages"),
+    ("bench", "not_a_spec.yaml", [], "not an RKNet spec"),
+    ("bench", None, ["IRKNet-2x1", "--device", "cuda"], "cuda"),
+]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command, key, extra, needle", CASES, ids=[f"{c[0]}-{c[1] or c[2][0]}" for c in CASES])
+def test_bad_input(tmp_path: Path, command: str, key: str | None, extra: list[str], needle: str) -> None:
+    if command == "bench" and "cuda" in extra:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    paths = files(tmp_path)
+    args = [command]
+    if key == "corrupt_space":  # a space whose study database is corrupt
+        space = tmp_path / "demo.yaml"
+        space.write_text(GOOD_SPACE)
+        args += [str(space), "--out", str(tmp_path / "corrupt")]
+    elif key is not None:
+        args.append(str(paths[key]))
+    args += [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    if command == "run" and key != "corrupt_space":
+        args += ["--out", str(tmp_path / "studies")]
+    before = snapshot(tmp_path)
+    r = run(args, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert needle in lines[0], lines[0]
+    if key is not None and key not in ("empty_dir", "corrupt_study", "corrupt_space"):
+        assert str(paths[key]) in lines[0] or key.split(".")[0] in lines[0], lines[0]
+    assert snapshot(tmp_path) == before  # nothing written or overwritten
+
+
+def test_dashboard_port_in_use(tmp_path: Path) -> None:
+    from study_factory import make_study  # a real study to serve
+
+    study_dir = make_study(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run(["dashboard", str(study_dir), "--port", str(port)], cwd=tmp_path)
+    assert r.returncode == 2
+    assert f"port {port}" in r.stderr and len(r.stderr.strip().splitlines()) == 1

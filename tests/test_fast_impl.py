@@ -1,0 +1,89 @@
+"""The speed-ups of rksearch.models.steps compute the same function as the straightforward code."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from rksearch import build_model, parse_name
+from rksearch.models.steps import ERKStep, _sum
+
+torch.set_num_threads(1)
+CL = torch.channels_last
+
+
+def test_sum_equals_stack_sum_and_keeps_channels_last() -> None:
+    xs = [torch.randn(2, 5, 4, 4, dtype=torch.float64).contiguous(memory_format=CL) for _ in range(4)]
+    out = _sum(xs)
+    torch.testing.assert_close(out, torch.stack(xs).sum(0))
+    assert out.is_contiguous(memory_format=CL)
+    assert all(x.is_contiguous(memory_format=CL) for x in xs)  # inputs untouched
+
+
+def _reference_erk(step: ERKStep, y: torch.Tensor) -> torch.Tensor:
+    """The straightforward ERK step: stage groups concatenated, then stacked and summed."""
+    feats = [y]
+    for unit in step.units:
+        feats.append(unit(feats))
+    groups = [torch.cat(feats[1 + i * step.m: 1 + (i + 1) * step.m], dim=1) for i in range(step.stages)]
+    return torch.stack([y, *groups]).sum(0)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_erk_group_sum(m: int) -> None:
+    torch.manual_seed(0)
+    step = ERKStep(3, 4, m, bottleneck=False, dropout=0.0).double().eval()
+    for p in step.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    y = torch.randn(2, 4 * m, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(step(y), _reference_erk(step, y))
+
+
+SPECS = [("IRKNet-3x1_2x1", {}), ("ERKNet-3x1_2x1", {}), ("RKNet-E2x2_I3x1", {"m": 2}), ("IRKNet-2x1_2x1-AB", {})]
+
+
+BN_RANGES = ((-1, 1), (0.5, 2), (0.5, 1.5), (-0.5, 0.5))  # running mean, running var, weight, bias
+
+
+def _model(name: str, fields: dict) -> torch.nn.Module:
+    """In float64, with non-trivial BN statistics and affines."""
+    torch.manual_seed(0)
+    model = build_model(parse_name(name, growth_rate=4, **fields)).double()
+    for bn in (mod for mod in model.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        for t, (lo, hi) in zip((bn.running_mean, bn.running_var, bn.weight.data, bn.bias.data), BN_RANGES):
+            t.uniform_(lo, hi)
+    return model
+
+
+def _after_step(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Output, every gradient and every buffer (BN running statistics) after one forward-backward."""
+    out = model(x)
+    out.square().sum().backward()
+    return {"out": out, **{n: p.grad for n, p in model.named_parameters()}, **dict(model.named_buffers())}
+
+
+@pytest.mark.parametrize("name, fields", SPECS)
+def test_channels_last_end_to_end(name: str, fields: dict) -> None:
+    """No layer hands a channels_last network an NCHW tensor (each would cost conversions)."""
+    model = _model(name, fields).to(memory_format=CL)
+    bad: list[str] = []
+    for mod in model.modules():
+        mod.register_forward_hook(lambda mod, _, out: bad.append(type(mod).__name__)
+                                  if isinstance(out, torch.Tensor) and out.dim() == 4
+                                  and not out.is_contiguous(memory_format=CL) else None)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64).contiguous(memory_format=CL)
+    for f in model.forward_features(x):
+        assert f.is_contiguous(memory_format=CL)
+    assert bad == []
+
+
+@pytest.mark.parametrize("name, fields", SPECS)
+@pytest.mark.parametrize("train", [True, False])
+def test_channels_last_concat_equals_per_connection(name: str, fields: dict, train: bool) -> None:
+    """The fast layout (concatenated, channels_last) against the reference (per connection, NCHW):
+    outputs, every gradient and every BN running statistic, in train and eval mode."""
+    fast = _model(name, fields).to(memory_format=CL).train(train)
+    ref = copy.deepcopy(fast).to(memory_format=torch.contiguous_format).set_per_connection().train(train)
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))

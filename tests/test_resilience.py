@@ -1,0 +1,146 @@
+"""Searches that survive: a killed driver, failing trials, a two-node cluster, readers, reruns."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from rksearch.study import load_study
+from test_search import ROOT, load, make_space, rksearch
+
+pytestmark = pytest.mark.slow
+
+DONE = ("trained", "pruned")
+
+
+def done_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.user_attrs.get("outcome") in DONE]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if predicate():
+                return
+        except Exception:  # the study may not exist yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
+    space = make_space(tmp_path, "killed", search__trials=6, search__concurrency=2, search__scheduler="none",
+                       proxy__epochs=2)
+    out = tmp_path / "studies"
+    cmd = [sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    study_dir = out / "killed"
+    try:
+        wait_for(lambda: len(done_trials(load(study_dir))) >= 2 and any(
+            t.state == optuna.trial.TrialState.RUNNING for t in load(study_dir).trials), 300, "two done trials")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        time.sleep(1)
+        try:  # the dead driver's Ray processes share its session: clear them away
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    before = {t.number: (t.state, t.values, t.user_attrs["spec_key"]) for t in done_trials(load(study_dir))}
+    stale = [t.number for t in load(study_dir).trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert before and stale
+
+    reads, errors, stop = [0], [], threading.Event()
+
+    def reader() -> None:  # a notebook reading the study while the search writes it
+        while not stop.is_set():
+            try:
+                load_study(study_dir)
+                reads[0] += 1
+            except Exception as e:  # noqa: BLE001 - any failure to read is the finding
+                errors.append(repr(e))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    r = rksearch("run", str(space), "--out", str(out))
+    stop.set()
+    th.join(10)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not errors and reads[0] > 3
+
+    study = load(study_dir)
+    done = done_trials(study)
+    assert len(done) == 6
+    assert len({t.user_attrs["spec_key"] for t in done}) == 6  # no spec trained twice
+    for number, (state, values, key) in before.items():  # no finished trial lost or changed
+        t = study.trials[number]
+        assert (t.state, t.values, t.user_attrs["spec_key"]) == (state, values, key)
+    for number in stale:
+        t = study.trials[number]
+        assert t.state == optuna.trial.TrialState.FAIL
+        assert "driver died" in t.user_attrs["fail_reason"]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    csv = pd.read_csv(study_dir / "trials.csv")
+    assert list(zip(csv["number"], csv["state"])) == [(t.number, t.state.name) for t in study.trials]
+
+
+def test_failing_trials_are_recorded_and_bounded(tmp_path: Path) -> None:
+    space = make_space(tmp_path, "faulty", constraints=None, reference_point=None, search__trials=4,
+                       search__concurrency=2, search__sampler="random")
+    out = tmp_path / "studies"
+    r = rksearch("run", str(space), "--out", str(out), env={"RKSEARCH_INJECT_FAULTS": "raise@0,nan@1,oom@2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load(out / "faulty")
+    reasons = {t.number: t.user_attrs.get("fail_reason", "") for t in study.trials[:3]}
+    assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for n in range(3)), reasons
+    assert "injected failure" in reasons[0]
+    assert "TrainingDiverged" in reasons[1]
+    assert "out of memory" in reasons[2]
+    assert len(done_trials(study)) == 4  # the search went on past its failures
+    assert "failed" in r.stdout
+
+    r = rksearch("run", str(space), "--out", str(tmp_path / "bounded"), "--max-failures", "1",
+                 env={"RKSEARCH_INJECT_FAULTS": "raise@0,raise@1,raise@2,raise@3,raise@4,raise@5"})
+    assert r.returncode == 1
+    assert "max_failures" in r.stderr and "injected failure" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_same_seed_same_proposals(tmp_path: Path) -> None:
+    names = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        space = make_space(tmp_path / run, "repro", search__trials=3, search__concurrency=1)
+        r = rksearch("run", str(space), "--out", str(tmp_path / run / "studies"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        names.append([t.user_attrs["name"] for t in load(tmp_path / run / "studies" / "repro").trials])
+    assert names[0] == names[1]
+    assert len(names[0]) >= 3
+
+
+def test_two_node_cluster(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        space = make_space(tmp_path, "cluster", search__trials=4, search__concurrency=2, search__scheduler="none")
+        r = rksearch("run", str(space), "--out", str(tmp_path), "--address", cluster.address)
+        assert r.returncode == 0, r.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    study = load(tmp_path / "cluster")
+    done = done_trials(study)
+    assert len(done) == 4
+    assert len({t.user_attrs["node"] for t in done}) == 2  # trials ran on both nodes

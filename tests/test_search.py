@@ -1,0 +1,117 @@
+"""End-to-end searches with real Ray Tune, real Optuna storage and real training on demo data."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from rksearch.spec import RKNetSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def make_space(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
+    """The shipped demo space, shrunk so a trial takes a second or two."""
+    data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
+    data["name"] = name
+    data["proxy"].update({"train_subset": 256, "val_size": 128, "epochs": 1, "batch_size": 64})
+    data["search"].update({"trials": 6, "concurrency": 2})
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def rksearch(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def load(study_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'optuna.db'}")
+
+
+def outcomes(study: optuna.Study) -> list[str]:
+    return [t.user_attrs.get("outcome") for t in study.trials]
+
+
+def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
+    space = make_space(tmp_path)
+    out = tmp_path / "studies"
+    r = rksearch("run", str(space), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    study_dir = out / "e2e"
+    study = load(study_dir)
+    done = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
+    assert len(done) == 6
+    trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert trained, outcomes(study)
+    for t in trained:
+        ua = t.user_attrs
+        for key in ("spec", "name", "flops", "params", "accuracy", "epochs", "images_per_s", "seconds",
+                    "ray_trial_id", "node", "trained_flops", "trained_params"):
+            assert key in ua, (key, ua)
+        spec = RKNetSpec.from_yaml(ua["spec"])
+        assert spec.name == ua["name"]
+        assert ua["flops"] <= 12e6  # the space's constraint holds for every trained candidate
+        assert t.values == [ua["accuracy"], ua["flops"]]
+        assert 0.0 <= ua["accuracy"] <= 1.0
+    assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # nothing trained twice
+    assert study.user_attrs["objectives"] == ["accuracy", "flops"]
+
+    csv = pd.read_csv(study_dir / "trials.csv")
+    assert list(csv["number"]) == [t.number for t in study.trials]
+    assert list(csv["state"]) == [t.state.name for t in study.trials]
+    for col in ("number", "state", "name", "accuracy", "flops", "params", "epochs", "seconds", "p0_stages"):
+        assert col in csv.columns
+    assert (study_dir / "pareto.html").stat().st_size > 1000
+    assert "Pareto front" in r.stdout
+
+    before = {t.number: t.user_attrs.get("ray_trial_id") for t in done}
+    r = rksearch("run", str(space), "--out", str(out), "--trials", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load(study_dir)
+    done2 = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
+    assert len(done2) == 8
+    assert {t.number: t.user_attrs.get("ray_trial_id") for t in done2 if t.number in before} == before
+    assert len({t.user_attrs["spec_key"] for t in done2}) == 8
+
+    r = rksearch("run", str(space), "--out", str(out), "--fresh", "--trials", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    aside = [p for p in out.iterdir() if p.name.startswith("e2e.")]
+    assert len(aside) == 1 and (aside[0] / "optuna.db").is_file()
+    assert len(load(study_dir).trials) >= 1
+
+
+def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
+    space = make_space(
+        tmp_path, "asha", proxy__epochs=3, search__trials=8,
+        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4},
+    )
+    r = rksearch("run", str(space), "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = load(tmp_path / "asha")
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, outcomes(study)
+    for t in pruned:
+        assert t.values is None
+        assert t.user_attrs["outcome"] == "pruned"
+        assert t.user_attrs["epoch"] < 3 and "accuracy" in t.user_attrs
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.user_attrs["epochs"] == 3

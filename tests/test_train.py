@@ -1,0 +1,210 @@
+"""Training, checkpoint/resume, divergence, the proxy evaluation and ``rksearch train``."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rksearch import count, parse_name, save_spec
+from rksearch.cli import main
+from rksearch.data import DataOptions, load_splits
+from rksearch.errors import RKSearchError
+from rksearch.proxy import ProxyConfig, proxy_evaluate
+from rksearch.train import TrainConfig, TrainingDiverged, fit, train
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+SPEC = parse_name("IRKNet-3x1_3x1_3x1", growth_rate=12)
+DROPPY = SPEC.replace(dropout=0.2)
+TINY = parse_name("ERKNet-2x1_2x1", growth_rate=6)
+SMALL_DATA = DataOptions(dataset="demo", val_size=100, train_subset=192, test_subset=100)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """``rksearch ARGS`` in this process: exit status, stdout, stderr."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def small_splits():
+    return load_splits(SMALL_DATA)
+
+
+def test_defaults_are_the_papers_recipe() -> None:
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay, cfg.milestones, cfg.gamma) == \
+        (0.1, 0.9, True, 1e-4, (0.5, 0.75), 0.1)
+
+
+@pytest.mark.slow
+def test_one_epoch_on_demo_beats_chance() -> None:
+    splits = load_splits(DataOptions(dataset="demo", val_size=500))
+    result = fit(SPEC, splits, TrainConfig(epochs=1, batch_size=32, device="cpu"))
+    [m] = result.history
+    assert m.val_accuracy >= 0.15, m  # chance is 0.10; 0.15 on 500 images is 5 standard errors above it
+    assert m.train_loss < 2.30 and m.images_per_s > 0 and m.seconds >= m.train_seconds > 0
+
+
+def test_schedule_divides_lr_at_half_and_three_quarters(small_splits) -> None:
+    result = fit(TINY, small_splits, TrainConfig(epochs=4, batch_size=64, device="cpu"))
+    assert [round(m.lr, 6) for m in result.history] == [0.1, 0.1, 0.01, 0.001]
+    assert [m.epoch for m in result.history] == [1, 2, 3, 4]
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, small_splits) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=64, device="cpu")  # dropout and augmentation: every RNG matters
+    train(DROPPY, small_splits, cfg, tmp_path / "a", data=SMALL_DATA)
+
+    def stop_after_first(m) -> None:
+        if m.epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(DROPPY, small_splits, cfg, tmp_path / "b", data=SMALL_DATA, on_epoch=stop_after_first)
+    assert not (tmp_path / "b" / "model.pt").exists() and len(read_csv(tmp_path / "b" / "metrics.csv")) == 1
+    train(DROPPY, small_splits, cfg, tmp_path / "b", data=SMALL_DATA, resume=True)
+
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True) for r in "ab")
+    assert a["spec"] == b["spec"] == DROPPY.to_dict()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    rows_a, rows_b = read_csv(tmp_path / "a" / "metrics.csv"), read_csv(tmp_path / "b" / "metrics.csv")
+    keys = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b] and len(rows_a) == 3
+    ra, rb = (json.loads((tmp_path / r / "result.json").read_text()) for r in "ab")
+    assert ra["test_accuracy"] == rb["test_accuracy"] and ra["params"] == count(DROPPY).params
+
+    with pytest.raises(RKSearchError, match="already holds a run"):
+        train(DROPPY, small_splits, cfg, tmp_path / "b", data=SMALL_DATA)
+    with pytest.raises(RKSearchError, match="epochs=3, now 4") as e:
+        train(DROPPY, small_splits, cfg.model_copy(update={"epochs": 4}), tmp_path / "b", data=SMALL_DATA, resume=True)
+    assert e.value.field == "config" and e.value.source == str(tmp_path / "b" / "checkpoint.pt")
+
+
+def test_non_finite_loss_raises_typed_error(small_splits) -> None:
+    with pytest.raises(TrainingDiverged) as e:
+        fit(TINY, small_splits, TrainConfig(epochs=3, lr=1e30, device="cpu"))
+    assert e.value.epoch in (1, 2, 3) and e.value.step >= 1 and "non-finite loss" in str(e.value)
+
+
+def test_spec_must_match_the_data(small_splits) -> None:
+    with pytest.raises(RKSearchError) as e:
+        fit(TINY.replace(num_classes=100), small_splits, TrainConfig(epochs=1, device="cpu"))
+    assert e.value.field == "num_classes" and "demo has 10 classes" in str(e.value)
+    with pytest.raises(RKSearchError, match="demo images are 32x32") as e:
+        fit(TINY.replace(input_size=64), small_splits, TrainConfig(epochs=1, device="cpu"))
+
+
+# -- the proxy evaluation ------------------------------------------------------------------------
+
+def test_proxy_reports_full_and_trained_costs() -> None:
+    reports: list[dict] = []
+    cfg = ProxyConfig(dataset="demo", train_subset=200, val_size=100, epochs=2, batch_size=50, width=0.5, device="cpu")
+    r = proxy_evaluate(SPEC, cfg, report=reports.append)
+    assert 0 <= r["accuracy"] <= 1 and r["epochs"] == 2
+    assert (r["params"], r["flops"]) == (count(SPEC).params, count(SPEC).flops)
+    small = count(SPEC.scaled(0.5))
+    assert (r["trained_params"], r["trained_flops"]) == (small.params, small.flops) and small.flops < r["flops"] / 2
+    assert r["seconds"] >= r["train_seconds"] > 0 and r["images_per_s"] > 0
+    assert [x["epoch"] for x in reports] == [1, 2] and reports[-1]["accuracy"] == r["accuracy"]
+    assert set(reports[0]) == {"epoch", "accuracy", "loss", "images_per_s", "seconds"}
+
+
+def test_proxy_lets_a_scheduler_stop_the_trial() -> None:
+    calls = []
+
+    def stop(metrics: dict) -> None:
+        calls.append(metrics)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        proxy_evaluate(TINY, ProxyConfig(train_subset=100, val_size=50, epochs=5, device="cpu"), report=stop)
+    assert len(calls) == 1
+
+
+# -- rksearch train ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_trains_into_a_run_folder(tmp_path) -> None:
+    spec_file = tmp_path / "net.yaml"
+    save_spec(TINY, spec_file)
+    out = tmp_path / "runs" / "net"
+    cmd = [sys.executable, "-m", "rksearch", "train", str(spec_file), "--dataset", "demo", "--epochs", "2",
+           "--train-subset", "128", "--val-size", "64", "--batch-size", "32", "--device", "cpu", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy" in r.stdout and "epoch 2:" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"]
+    assert len(read_csv(out / "metrics.csv")) == 2
+    assert json.loads((out / "result.json").read_text())["epochs"] == 2
+    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "continuing the run" in again.stderr
+
+
+def _spec_file(tmp_path: Path, **changes) -> Path:
+    p = tmp_path / "net.yaml"
+    save_spec(TINY.replace(**changes) if changes else TINY, p)
+    return p
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing spec", "no such file"),
+    ("not a spec", "not an RKNet spec"),
+    ("missing root", "cifar-10-batches-py"),
+    ("empty folder", "no images"),
+    ("corrupt image", "cannot decode image"),
+    ("class mismatch", "num_classes: is 100 but demo has 10 classes"),
+    ("bad device", "device"),
+])
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, needle) -> None:
+    out = tmp_path / "out"
+    spec = _spec_file(tmp_path, num_classes=100) if case == "class mismatch" else _spec_file(tmp_path)
+    args = ["train", str(spec), "--dataset", "demo", "--out", str(out)]
+    if case == "missing spec":
+        args[1] = str(tmp_path / "nope.yaml")
+    elif case == "not a spec":
+        (tmp_path / "other.yaml").write_text("name: hello\n")
+        args[1] = str(tmp_path / "other.yaml")
+    elif case == "missing root":
+        args[3:4] = ["cifar10", "--data-root", str(tmp_path / "nodata")]
+    elif case in ("empty folder", "corrupt image"):
+        root = tmp_path / "folder"
+        (root / "train" / "cat").mkdir(parents=True)
+        (root / "test" / "cat").mkdir(parents=True)
+        if case == "corrupt image":
+            (root / "train" / "cat" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+            (root / "test" / "cat" / "1.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        args[3:4] = ["imagefolder", "--data-root", str(root)]
+    elif case == "bad device":
+        args += ["--device", "tpu"]
+    code, stdout, stderr = cli(args, capsys)
+    assert code == 2, stderr
+    assert needle in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+
+
+def test_cli_divergence_is_reported_without_traceback(tmp_path, capsys) -> None:
+    code, _, stderr = cli(["train", str(_spec_file(tmp_path)), "--dataset", "demo", "--epochs", "1", "--lr", "1e30",
+                           "--train-subset", "256", "--val-size", "10", "--device", "cpu", "--out", str(tmp_path / "o")],
+                          capsys)
+    assert code == 1 and "training diverged" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()  # diverged before its first checkpoint: no empty run folder left
