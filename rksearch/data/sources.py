@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -16,7 +16,7 @@ from .splits import Dataset, Style, TensorSplit
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-DEMO_FILE = "demo.npz"
+DEMO_FILE = "demo.zip"
 TORONTO = "https://www.cs.toronto.edu/~kriz"
 
 
@@ -50,11 +50,9 @@ def default_root() -> Path:
 
 def load_demo() -> Dataset:
     """The bundled balanced CIFAR-10 subset (see :mod:`rksearch.data.make_demo`)."""
-    with resources.as_file(resources.files(__package__) / DEMO_FILE) as path, np.load(path) as z:
-        train, test = (TensorSplit(torch.from_numpy(z[f"{s}_images"]), torch.from_numpy(z[f"{s}_labels"]).long())
-                       for s in ("train", "test"))
-        classes = tuple(str(c) for c in z["classes"])
-    return Dataset("demo", "bundled", classes, train, test, "cifar", CIFAR10_MEAN, CIFAR10_STD)
+    with resources.as_file(resources.files(__package__) / DEMO_FILE) as path:
+        ds = load_imagefolder(path)
+    return replace(ds, name="demo", source="bundled", mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
 
 def _torchvision_splits(name: str, root: Path, download: bool) -> tuple[object, object]:
