@@ -6,7 +6,8 @@ choices. Optuna's suggestions, the inverse map from a trial's params, uniform sa
 size and the grid enumeration all run that same program with a different ``choose``, so they
 cannot disagree about the conditional structure. Parameter names are part of the API (studies
 store them): ``periods``, ``p{i}.<field>`` per period, ``<field>`` when tied, and ``bottleneck``,
-``attention``, ``multiscale``, ``dropout``. Fixed values are never suggested.
+``attention``, ``multiscale``, ``dropout``. Fixed values are never suggested. A ``candidates:``
+space replaces the period choices by one categorical ``candidate`` over an explicit list.
 """
 from __future__ import annotations
 
@@ -27,13 +28,18 @@ from .domain import Checker, Domain
 from .errors import RKSearchError, from_validation_error
 from .proxy import ProxyConfig
 from .space_config import OBJECTIVES, Constraints, SearchConfig, parse_objectives, parse_reference_point
-from .space_parse import GLOBAL_FIELDS, PERIOD_FIELDS, NetworkSpace, PeriodsSpace, check_structure, parse_network, parse_periods
+from .space_parse import (
+    GLOBAL_FIELDS, PERIOD_FIELDS, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_candidates,
+    parse_network, parse_periods,
+)
 from .spec import RKNetSpec, _safe_yaml, read_text
 
 if TYPE_CHECKING:
     import optuna
 
 Choose = Callable[[str, Domain], Any]
+Take = Callable[[Domain, str], Any]
+CANDIDATE = "candidate"  # the parameter of a candidates space
 
 
 def _structural(name: str) -> bool:
@@ -42,7 +48,7 @@ def _structural(name: str) -> bool:
 
 
 def _param_order(name: str) -> tuple[int, ...]:
-    if name == "periods":
+    if name in ("periods", CANDIDATE):
         return (0,)
     head, _, field = name.rpartition(".")
     if head:
@@ -87,13 +93,14 @@ class SearchSpace:
     name: str
     source: Path | None
     network: NetworkSpace
-    periods: PeriodsSpace
+    periods: PeriodsSpace | None  # None in a candidates space
     constraints: Constraints
     proxy: ProxyConfig
     search: SearchConfig
     storage: str | None
     _objectives: tuple[str, ...] = ("accuracy", "flops")
     _reference_point: tuple[tuple[str, float], ...] | None = None
+    candidates: CandidatesSpace | None = None
 
     @property
     def objectives(self) -> list[str]:
@@ -120,13 +127,22 @@ class SearchSpace:
                 picked[name] = choose(name, domain)
             return picked[name]
 
+        if self.candidates is not None:
+            arch = self.candidates.arch(take(self.candidates.names, CANDIDATE))
+        else:
+            arch = {"periods": self._periods(take)}
+        chosen = {f: take(d, f) for f, d in self.network.choices.items()}
+        return {**self.network.fixed, **chosen, **arch}
+
+    def _periods(self, take: Take) -> list[dict[str, Any]]:
+        """The period count, then per period method, stages, steps, growth rate and (ERK only) m."""
+        assert self.periods is not None, "a candidates space has no period choices"
         periods = []
         for i in range(take(self.periods.count, "periods")):
             p = {f: take(*self.periods.domain(i, f)) for f in PERIOD_FIELDS if f != "m"}
             p["m"] = take(*self.periods.domain(i, "m")) if p["method"] == "erk" else 1
             periods.append(p)
-        chosen = {f: take(d, f) for f, d in self.network.choices.items()}
-        return {**self.network.fixed, **chosen, "periods": periods}
+        return periods
 
     def _odometer(self, branch: Callable[[str], bool]) -> Iterator[tuple[dict[str, Any], int]]:
         """Every assignment of the ``branch`` parameters, in order, with the number of specs under it.
@@ -263,7 +279,8 @@ class SearchSpace:
 
 
 
-TOP_KEYS = ("name", "network", "periods", "constraints", "objectives", "proxy", "search", "storage", "reference_point")
+TOP_KEYS = ("name", "network", "periods", "candidates", "constraints", "objectives", "proxy", "search", "storage",
+            "reference_point")
 GRID_LIMIT = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -288,8 +305,8 @@ def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:
     storage = data.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise chk.fail("storage", "expected an Optuna storage URL such as sqlite:///studies/x.db or postgresql://user@host/db")
-    network, periods = parse_network(data.get("network"), chk), parse_periods(data.get("periods"), chk)
-    check_structure(periods, network, chk)
+    network = parse_network(data.get("network"), chk)
+    periods, candidates = _architecture(data, network, chk)
     objectives = parse_objectives(data.get("objectives"), chk)
     space = SearchSpace(
         name=name,
@@ -302,9 +319,21 @@ def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:
         storage=storage,
         _objectives=objectives,
         _reference_point=parse_reference_point(data.get("reference_point"), objectives, chk),
+        candidates=candidates,
     )
     _check_search(space, chk)
     return space
+
+
+def _architecture(data: dict, network: NetworkSpace, chk: Checker) -> tuple[PeriodsSpace | None, CandidatesSpace | None]:
+    """Either ``periods:`` (choices per period) or ``candidates:`` (an explicit list), never both."""
+    if "candidates" not in data:
+        periods = parse_periods(data.get("periods"), chk)
+        check_structure(periods, network, chk)
+        return periods, None
+    if "periods" in data:
+        raise chk.fail("candidates", "give either periods (choices per period) or candidates (a list of specs), not both")
+    return None, parse_candidates(data["candidates"], network, data.get("network") or {}, chk)
 
 
 def _section(model: type[BaseModel], data: dict, key: str, source: str | Path | None) -> Any:

@@ -1,4 +1,4 @@
-"""The architecture sections of a search space: ``network:`` and ``periods:``.
+"""The architecture sections of a search space: ``network:``, and ``periods:`` or ``candidates:``.
 
 Besides the values themselves this checks what only the combination can get wrong, so that a
 search never proposes a spec the model library refuses: stages < 2 where a period may be IRK,
@@ -6,18 +6,21 @@ search never proposes a spec the model library refuses: stages < 2 where a perio
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from .domain import Checker, Domain
-from .spec import PeriodSpec, RKNetSpec
+from .errors import RKSearchError
+from .spec import PeriodSpec, RKNetSpec, parse_name
 
 PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
 FIXED_FIELDS = ("stem", "in_channels", "num_classes", "input_size")
 GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
+CANDIDATE_FIELDS = ("growth_rate", "m")  # what a spec name does not carry
+NAME_FLAGS = {"attention": "A", "bottleneck": "B"}  # what it does
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ def parse_network(raw: Any, chk: Checker) -> NetworkSpace:
 
 def parse_periods(raw: Any, chk: Checker) -> PeriodsSpace:
     if raw is None:
-        raise chk.fail("periods", "required: the per-period choices (count, method, stages, steps, growth_rate, m)")
+        raise chk.fail("periods", "required: the per-period choices (count, method, stages, steps, growth_rate, m), "
+                                  "or instead a candidates: list of spec names")
     raw = _mapping(raw, "periods", ("count",) + PERIOD_FIELDS + ("overrides",), chk)
     if "count" not in raw:
         raise chk.fail("periods.count", "required: the number of periods (a value, a list or {min, max})")
@@ -153,3 +157,91 @@ def _periods_that_fit(network: NetworkSpace, limit: int) -> int:
         except ValidationError:
             return n - 1
     return limit
+
+
+# -- candidates: an explicit list of specs ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidatesSpace:
+    """Named specs, chosen by one categorical parameter: a grid over them trains exactly the list."""
+
+    names: Domain
+    specs: Mapping[str, RKNetSpec]
+
+    def arch(self, name: str) -> dict[str, Any]:
+        """The spec fields candidate ``name`` sets; the network section sets the rest."""
+        spec = self.specs[name]
+        return {"periods": spec.periods, **{f: getattr(spec, f) for f in NAME_FLAGS}}
+
+
+def parse_candidates(raw: Any, network: NetworkSpace, network_keys: Collection[str], chk: Checker) -> CandidatesSpace:
+    """``candidates:`` as a list of entries, or ``{growth_rate, m, names: [entries]}`` sharing defaults.
+
+    An entry is a spec name or ``{name, growth_rate, m, label}``; the parameter value is its
+    label, by default the spec's canonical name, so two entries may share a name only by label.
+    """
+    for f, letter in NAME_FLAGS.items():
+        if f in network_keys:
+            raise chk.fail(f"network.{f}", f"each candidate's name sets it (suffix -{letter}); remove it here")
+    where, shared = "candidates", {}
+    if isinstance(raw, dict):
+        raw = _mapping(raw, where, ("names",) + CANDIDATE_FIELDS, chk)
+        shared = {f: _per_period_value(raw[f], f"{where}.{f}", f, chk) for f in CANDIDATE_FIELDS if f in raw}
+        where, raw = f"{where}.names", raw.get("names")
+    if not isinstance(raw, list) or not raw:
+        raise chk.fail(where, "expected a non-empty list of spec names such as ERKNet-6x1_6x1_6x1 "
+                              "(each a name or {name: ..., growth_rate: 36})")
+    specs: dict[str, RKNetSpec] = {}
+    for i, entry in enumerate(raw):
+        label, spec = _candidate(entry, f"{where}.{i}", shared, network, chk)
+        for j, (other, known) in enumerate(specs.items()):
+            if known == spec:
+                raise chk.fail(f"{where}.{i}", f"{spec.name} repeats item {j}: the same spec")
+            if other == label:
+                raise chk.fail(f"{where}.{i}", f"{label} is item {j}'s label too; give one of them its own "
+                                               f"(e.g. label: {label} k={spec.periods[0].growth_rate})")
+        specs[label] = spec
+    if "m" in shared and not any(p.method == "erk" for s in specs.values() for p in s.periods):
+        raise chk.fail("candidates.m", "no candidate has an ERK period, and m applies to ERK periods only; remove it")
+    return CandidatesSpace(Domain(tuple(specs), where=where), specs)
+
+
+def _candidate(entry: Any, where: str, shared: Mapping[str, tuple[Any, str]], network: NetworkSpace,
+               chk: Checker) -> tuple[str, RKNetSpec]:
+    """One entry's label and spec; errors name the entry's own key or the shared one it inherited."""
+    if isinstance(entry, str):
+        entry, name_at = {"name": entry}, where
+    elif isinstance(entry, dict):
+        _mapping(entry, where, ("name", "label") + CANDIDATE_FIELDS, chk)
+        name_at = f"{where}.name"
+        if not isinstance(entry.get("name"), str):
+            raise chk.fail(name_at, "required: a spec name such as ERKNet-6x1_6x1_6x1")
+    else:
+        raise chk.fail(where, f"expected a spec name or a mapping with keys name, label, growth_rate, m; got {entry!r}")
+    fields = {**shared, **{f: _per_period_value(entry[f], f"{where}.{f}", f, chk) for f in CANDIDATE_FIELDS if f in entry}}
+    if "growth_rate" not in fields:
+        raise chk.fail(where, "no growth_rate: give it here ({name: ..., growth_rate: 36}) or once for all "
+                              "candidates ({growth_rate: 36, names: [...]})")
+    try:
+        spec = parse_name(entry["name"], **{f: v for f, (v, _) in fields.items()}, **network.fixed)
+    except RKSearchError as e:
+        if e.field is None:  # the spec's own validation: say which spec
+            raise chk.fail(name_at, f"{entry['name']}: {e.message}") from None
+        raise chk.fail(fields[e.field][1] if e.field in fields else name_at, e.message) from None
+    if "m" in entry and not any(p.method == "erk" for p in spec.periods):
+        raise chk.fail(f"{where}.m", f"{spec.name} has no ERK period, and m applies to ERK periods only; remove it")
+    label = entry.get("label", spec.name)
+    if not isinstance(label, str) or not label.strip():
+        raise chk.fail(f"{where}.label", f"expected a non-empty text, got {label!r}")
+    return label, spec
+
+
+def _per_period_value(raw: Any, where: str, name: str, chk: Checker) -> tuple[Any, str]:
+    """A value of period field ``name`` for every period, or a list of one per period; and where it was."""
+    check = chk.period_value(name)
+    if isinstance(raw, list):
+        if not raw:
+            raise chk.fail(where, "an empty list; give one value for every period or one per period")
+        return [check(v, f"{where}.{j}") for j, v in enumerate(raw)], where
+    return check(raw, where), where

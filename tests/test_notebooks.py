@@ -5,13 +5,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from paper_study import make_table1_study
 from study_factory import make_study
 
 from rksearch import load_spec
 from rksearch.study import load_study
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ("pareto_analysis", "compare_studies")
+NAMES = ("pareto_analysis", "compare_studies", "paper_claims")
 
 
 def _run(name: str, env: dict[str, str], monkeypatch) -> nbformat.NotebookNode:
@@ -63,3 +64,29 @@ def test_compare_studies(tmp_path, monkeypatch) -> None:
     assert "shared reference point" in text and "erk:" in text and "irk:" in text
     figures = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figures) == 2
+
+
+@pytest.mark.slow
+def test_paper_claims(tmp_path, monkeypatch) -> None:
+    # ERK as the paper found (error falls with stages); IRK's two middle networks swapped, IRK-4x1_4x1_4x1 failed
+    errors = {"ERKNet-6x1_6x1_6x1": 20.0, "ERKNet-7x1_6x1_6x1": 19.0, "ERKNet-7x1_7x1_6x1": 18.5,
+              "ERKNet-7x1_7x1_7x1": 18.0, "IRKNet-3x1_3x1_3x1": 22.0, "IRKNet-4x1_3x1_3x1": 20.0,
+              "IRKNet-4x1_4x1_3x1": 21.0}
+    study = make_table1_study(tmp_path, errors, epochs=4)
+    nb = _run("paper_claims", {"RKSEARCH_STUDY": str(study)}, monkeypatch)
+    text = _text(nb)
+    assert "study paper_table1" in text and "7 complete, 1 fail" in text
+    assert "ERK, paper: error falls with every added stage (Spearman rho -1.00)" in text
+    assert "ERK, study: error falls with every added stage (Spearman rho -1.00)" in text
+    assert "IRK, paper: error falls with every added stage (Spearman rho -1.00)" in text
+    assert "IRK, study: error does not fall with every added stage (Spearman rho -0.50)" in text
+    figures = [o["data"]["application/vnd.plotly.v1+json"] for c in nb.cells for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) == 1
+    traces = {t["name"]: t for t in figures[0]["data"]}
+    assert set(traces) == {"ERK (study)", "ERK (paper)", "IRK (study)", "IRK (paper)"}
+    assert list(traces["IRK (study)"]["x"]) == [9, 10, 11, 12]
+    assert [round(v, 6) if v is not None else None for v in traces["IRK (study)"]["y"]] == [22.0, 20.0, 21.0, None]
+    assert list(traces["ERK (paper)"]["y"]) == [7.08, 7.02, 6.67, 6.61]
+    titles = " ".join(a["text"] for a in figures[0]["layout"]["annotations"])
+    assert "proxy validation error, 4 epochs" in titles and "test error, 300 epochs (full training)" in titles
