@@ -270,7 +270,7 @@ def _ask(study: optuna.Study, space: SearchSpace, job: Job, params: dict[str, An
 
 def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: list[dict[str, Any]],
            specs: list[RKNetSpec], scores: list[dict[str, float]], address: str | None,
-           on_update: Callable[[Progress], None] | None) -> Progress:
+           on_update: Callable[[Progress], None] | None) -> None:
     from ray import tune
 
     trials = {n: _ask(study, space, job, params[job.index], specs[job.index], scores[job.index]) for n, job in enumerate(jobs)}
@@ -289,7 +289,6 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
         ).fit()
     for i in list(recorder.trials):
         recorder.tell(i, None, "the run ended before this trial reported")
-    return recorder.progress
 
 
 # -- assessing ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from ray.tune.stopper import Stopper
 
 from .count import count
 from .errors import RKSearchError
+from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
 from .spec import RKNetSpec
@@ -280,7 +281,7 @@ def run_trial(config: dict[str, Any]) -> None:
             raise RuntimeError("injected failure")
         if fault == "crash":
             os._exit(1)
-        with _memory_guard(256 * 2**20 if fault == "oom" else None):
+        with _memory_guard(0 if fault == "oom" else None):
             r = proxy_evaluate(spec, proxy, report=report)
     except Exception as e:
         if in_report:
@@ -313,9 +314,13 @@ def _memory_guard(extra_bytes: int | None):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "can't start new thread")
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
-    if "out of memory" in text.lower() or "can't allocate memory" in text.lower() or isinstance(e, MemoryError):
+    lowered = text.lower()
+    if isinstance(e, MemoryError) or any(m in lowered for m in _OOM_MARKERS):
         return f"out of memory: {text}" if text else "out of memory"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -495,11 +500,14 @@ def run_search(
                  "space": space.source.read_text() if space.source else None,
                  "proxy": space.proxy.model_dump(), "study_dir": study_dir.name}.items():
         study.set_user_attr(k, v)
-    study.set_metric_names(list(space.objectives))  # the dashboard shows names, not "Objective 0"
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(space.objectives))
     fail_stale_trials(study)
     if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
         for params in space.enumerate_params():
             study.enqueue_trial(params, skip_if_exists=True)
+    enqueue_prescreened(study, space, wanted)
     done = count_done(study)
     ray_seconds = 0.0
     if done < wanted:

@@ -22,7 +22,11 @@ DONE = ("trained", "pruned")
 
 
 def done_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.trials if t.user_attrs.get("outcome") in DONE]
+    return done_trials_of(study.trials)
+
+
+def done_trials_of(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.user_attrs.get("outcome") in DONE]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -31,6 +35,8 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         try:
             if predicate():
                 return
+        except AssertionError:
+            raise
         except Exception:  # the study may not exist yet
             pass
         time.sleep(0.5)
@@ -39,14 +45,18 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
     space = make_space(tmp_path, "killed", search__trials=6, search__concurrency=2, search__scheduler="none",
-                       proxy__epochs=2)
+                       proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
     cmd = [sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)]
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     study_dir = out / "killed"
     try:
-        wait_for(lambda: len(done_trials(load(study_dir))) >= 2 and any(
-            t.state == optuna.trial.TrialState.RUNNING for t in load(study_dir).trials), 300, "two done trials")
+        def mid_search() -> bool:
+            assert driver.poll() is None, "the search ended before it could be killed"
+            trials = load(study_dir).trials
+            return len(done_trials_of(trials)) >= 1 and any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+
+        wait_for(mid_search, 300, "a done trial beside a running one")
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     finally:
