@@ -20,7 +20,7 @@ def files(tmp: Path) -> dict[str, Path]:
     made = {
         "malformed.yaml": "periods: [\n",
         "unknown_key.yaml": GOOD_SPACE + "\nbudget: 3\n",
-        "wrong_type.yaml": GOOD_SPACE.replace("trials: 8", "trials: eight"),
+        "wrong_type.yaml": GOOD_SPACE.replace("trials: 12", "trials: eight"),
         "bad_range.yaml": GOOD_SPACE.replace("stages: {min: 2, max: 4}", "stages: {min: 5, max: 2}"),
         "no_candidate.yaml": GOOD_SPACE.replace("max_flops: 12M", "max_flops: 1k"),
         "missing_root.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: imagefolder\n  root: no/such/folder"),
