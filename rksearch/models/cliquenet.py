@@ -13,58 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import Postprocessor, Transition, bn_relu_conv, init_weights, make_stem
+from .steps import CliqueBlock
 
 if TYPE_CHECKING:
     from ..baselines import CliqueNetSpec
-
-
-class CliqueBlock(nn.Module):
-    """Stage-I and Stage-II of one clique block; returns the s Stage-II features of k channels.
-
-    Laid out as ``IRKStep``: the weights into layer i are one tensor over the inputs
-    [x0, v_1..v_{i-1}, v_{i+1}..v_s]; Stage-I reads its first in_channels + i*k input channels,
-    Stage-II its last (s-1)*k; every use has its own BatchNorm. With ``bottleneck`` the
-    connections are 1x1 and each layer adds one 3x3 k->k conv shared by both stages.
-    """
-
-    def __init__(self, in_channels: int, layers: int, growth_rate: int, bottleneck: bool, dropout: float):
-        super().__init__()
-        c0, s, k = in_channels, layers, growth_rate
-        ksize = 1 if bottleneck else 3
-        self.c0, self.stages, self.k = c0, s, k
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, c0 + (s - 1) * k, ksize, ksize)) for _ in range(s))
-        self.bn_init = nn.ModuleList(nn.BatchNorm2d(c0 + i * k) for i in range(s))
-        self.bn_update = nn.ModuleList(nn.BatchNorm2d((s - 1) * k) for _ in range(s))
-        if bottleneck:
-            self.weights3 = nn.ParameterList(nn.Parameter(torch.empty(k, k, 3, 3)) for _ in range(s))
-            self.bn3_init = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
-            self.bn3_update = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
-        else:
-            self.weights3 = None
-        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.per_connection = False
-
-    def _layer(self, i: int, xs: list[Tensor], update: bool) -> Tensor:
-        w = self.weights[i]
-        w = w[:, self.c0:] if update else w[:, : self.c0 + i * self.k]
-        bn = self.bn_update[i] if update else self.bn_init[i]
-        h = self.drop(bn_relu_conv(xs, bn, w, w.shape[-1] // 2, self.per_connection))
-        if self.weights3 is not None:
-            bn3 = self.bn3_update[i] if update else self.bn3_init[i]
-            h = self.drop(F.conv2d(F.relu(bn3(h)), self.weights3[i], padding=1))
-        return h
-
-    def forward(self, x0: Tensor) -> list[Tensor]:  # (N, C0, H, W) -> s x (N, k, H, W)
-        v: list[Tensor] = []
-        for i in range(self.stages):  # Stage-I
-            v.append(self._layer(i, [x0, *v], update=False))
-        for i in range(self.stages):  # Stage-II
-            v[i] = self._layer(i, v[:i] + v[i + 1:], update=True)
-        return v
 
 
 class Compress(nn.Module):

@@ -46,25 +46,24 @@ class ERKStep(nn.Module):
         return y + torch.cat([xs[0] if len(xs) == 1 else _sum(xs) for xs in per_slot], dim=1)
 
 
-class IRKStep(nn.Module):
-    """An implicit RK time-step: a restricted clique block (Section 3.3.2, Rules 1-3).
+class CliqueBlock(nn.Module):
+    """Stage-I and Stage-II of one clique block; returns the s Stage-II features of k channels.
 
-    Stage-I is a dense block of s growths from y (the initial values v_i); Stage-II updates
-    each stage in turn from the current values of all the other stages (not y). Connection
-    j->i has one weight used by both stages; each use has its own BatchNorm. The weights into
-    stage i are stored as one tensor over the inputs [y, v_1..v_{i-1}, v_{i+1}..v_s], so
-    Stage-I reads its first i*k input channels and Stage-II its last (s-1)*k.
+    Laid out as ``IRKStep``: the weights into layer i are one tensor over the inputs
+    [x0, v_1..v_{i-1}, v_{i+1}..v_s]; Stage-I reads its first in_channels + i*k input channels,
+    Stage-II its last (s-1)*k; every use has its own BatchNorm. With ``bottleneck`` the
+    connections are 1x1 and each layer adds one 3x3 k->k conv shared by both stages.
     """
 
-    def __init__(self, stages: int, growth_rate: int, bottleneck: bool, dropout: float):
+    def __init__(self, in_channels: int, layers: int, growth_rate: int, bottleneck: bool, dropout: float):
         super().__init__()
-        s, k = stages, growth_rate
+        c0, s, k = in_channels, layers, growth_rate
         ksize = 1 if bottleneck else 3
-        self.stages, self.k = s, k
-        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, s * k, ksize, ksize)) for _ in range(s))
-        self.bn_init = nn.ModuleList(nn.BatchNorm2d((i + 1) * k) for i in range(s))  # Stage-I
-        self.bn_update = nn.ModuleList(nn.BatchNorm2d((s - 1) * k) for _ in range(s))  # Stage-II
-        if bottleneck:  # one shared 3x3 k->k conv per stage after the 1x1 connections
+        self.c0, self.stages, self.k = c0, s, k
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(k, c0 + (s - 1) * k, ksize, ksize)) for _ in range(s))
+        self.bn_init = nn.ModuleList(nn.BatchNorm2d(c0 + i * k) for i in range(s))
+        self.bn_update = nn.ModuleList(nn.BatchNorm2d((s - 1) * k) for _ in range(s))
+        if bottleneck:
             self.weights3 = nn.ParameterList(nn.Parameter(torch.empty(k, k, 3, 3)) for _ in range(s))
             self.bn3_init = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
             self.bn3_update = nn.ModuleList(nn.BatchNorm2d(k) for _ in range(s))
@@ -73,10 +72,9 @@ class IRKStep(nn.Module):
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.per_connection = False
 
-    def _stage(self, i: int, xs: list[Tensor], update: bool) -> Tensor:
-        k = self.k
+    def _layer(self, i: int, xs: list[Tensor], update: bool) -> Tensor:
         w = self.weights[i]
-        w = w[:, k:] if update else w[:, : (i + 1) * k]
+        w = w[:, self.c0:] if update else w[:, : self.c0 + i * self.k]
         bn = self.bn_update[i] if update else self.bn_init[i]
         h = self.drop(bn_relu_conv(xs, bn, w, w.shape[-1] // 2, self.per_connection))
         if self.weights3 is not None:
@@ -84,10 +82,27 @@ class IRKStep(nn.Module):
             h = self.drop(F.conv2d(F.relu(bn3(h)), self.weights3[i], padding=1))
         return h
 
-    def forward(self, y: Tensor) -> Tensor:  # (N, k, H, W) -> (N, k, H, W)
+    def forward(self, x0: Tensor) -> list[Tensor]:  # (N, C0, H, W) -> s x (N, k, H, W)
         v: list[Tensor] = []
-        for i in range(self.stages):  # Stage-I: v_i from y, v_1..v_{i-1}
-            v.append(self._stage(i, [y, *v], update=False))
-        for i in range(self.stages):  # Stage-II: z_i from the current values of the others
-            v[i] = self._stage(i, v[:i] + v[i + 1:], update=True)
-        return _sum([y, *v])
+        for i in range(self.stages):  # Stage-I
+            v.append(self._layer(i, [x0, *v], update=False))
+        for i in range(self.stages):  # Stage-II
+            v[i] = self._layer(i, v[:i] + v[i + 1:], update=True)
+        return v
+
+
+
+class IRKStep(CliqueBlock):
+    """An implicit RK time-step: a restricted clique block (Section 3.3.2, Rules 1-3).
+
+    y has k channels; Stage-I is a dense block of s growths from y (the initial values v_i);
+    Stage-II updates each stage in turn from the current values of all the other stages (not
+    y). Connection j->i has one weight used by both stages; each use has its own BatchNorm. The
+    clique block concatenates its Stage-II outputs; the RK step sums them onto y.
+    """
+
+    def __init__(self, stages: int, growth_rate: int, bottleneck: bool, dropout: float):
+        super().__init__(growth_rate, stages, growth_rate, bottleneck, dropout)
+
+    def forward(self, y: Tensor) -> Tensor:  # (N, k, H, W) -> (N, k, H, W)
+        return _sum([y, *super().forward(y)])
