@@ -33,6 +33,9 @@ def main() -> None:
           f"skipped {t.skipped}), concurrency {space.search.concurrency}")
     print(f"wall {wall:.1f} s, Ray start {r.ray_start_seconds:.1f} s, sum of trial training times {t.train_seconds:.1f} s")
     print(f"framework share {100 * r.framework_share:.1f} %  (goal on 2 cores: < 15 %)")
+    per_slot = max(0.0, 1 - t.train_seconds / space.search.concurrency / wall)
+    print(f"framework share per trial slot {100 * per_slot:.1f} %  "
+          f"((wall - training time / concurrency) / wall: the stricter reading when trials run side by side)")
 
 
 if __name__ == "__main__":
