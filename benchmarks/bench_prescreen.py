@@ -10,8 +10,9 @@ sampler, so any difference is the pre-screening's: ``random`` (T trials) and ``p
 (accuracy, FLOPs / max_flops) above the reference (0.1, 1) after T trials, and at equal
 compute: the baseline keeps searching until it has spent the pre-screened arm's compute
 (training FLOPs ~ 3 x the trained net's FLOPs per training image and epoch, plus one forward
-pass per validation image; scoring ~ 3 x FLOPs per scored image), since a score that prefers
-big networks makes every trial cost more. Temporary folders only; run from the repository root.
+pass per validation image; scoring ~ 3 x FLOPs per scored image, 1 x for naswot), since a
+score that prefers big networks makes every trial cost more. Temporary folders only; run from
+the repository root.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from rksearch.space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("..") / "shared" / "data" / "cifar10-jpeg.zip"  # relative to the repository root
-MAX_FLOPS = 12e6
 REFERENCE = (0.1, 1.0)
 
 SPACE = """
@@ -92,7 +92,7 @@ def measure(space: SearchSpace, out: Path, trials: int, score_gflops: float = 0.
     done = [t for t in sorted(study.trials, key=lambda t: t.number) if t.state == optuna.trial.TrialState.COMPLETE]
     hv, compute, points, total = [], [], [], score_gflops
     for t in done:
-        points.append([t.values[0], t.values[1] / MAX_FLOPS])
+        points.append([t.values[0], t.values[1] / space.constraints.max_flops])
         hv.append(hypervolume(np.array(points), REFERENCE, ["maximize", "minimize"]))
         total += trial_gflops(t.user_attrs["trained_flops"], space.proxy)
         compute.append(total)
@@ -109,8 +109,10 @@ def prescreened(folder: Path, name: str, seed: int, trials: int, data: Path, sco
     points = enqueue_prescreened(study, space, trials)  # what run_search does for a space with search.prescreen
     seconds = time.perf_counter() - t0
     images = 1 if score == "synflow" else space.search.prescreen.batch_size
+    passes = 1 if score == "naswot" else 3  # naswot runs forward only; the others backward too
     scored = {param_key(c): c for p in points for c in p.candidates}.values()  # a candidate is scored once
-    gflops = sum(3 * images * count(space.spec_from_params(c).scaled(space.proxy.width)).flops for c in scored) / 1e9
+    gflops = sum(passes * images * count(space.spec_from_params(c).scaled(space.proxy.width)).flops
+                 for c in scored) / 1e9
     return measure(space, folder / "studies", trials, gflops, seconds)
 
 

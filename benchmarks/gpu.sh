@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 6's whole GPU table in one go (about 6 minutes on one H100), printed last.
-#   bash benchmarks/gpu.sh [--budget-s 345] [--json PATH] [--cifar PATH]
+#   bash benchmarks/gpu.sh [--budget-s 350] [--json PATH] [--cifar PATH]
 # Run from anywhere on a machine with CUDA and PyTorch. rksearch needs pydantic and PyYAML: where
 # they are missing, wheels carried in .whl/ are installed to a temporary folder first. Without
 # CUDA it stops with exit status 2 and says so.

@@ -59,40 +59,49 @@ def proxy_worker(job: dict[str, Any]) -> None:
     Path(job["ready"]).touch()
     while not Path(job["go"]).exists():
         time.sleep(0.005)
+    start = time.time()  # the wall clock: comparable between the trials' processes
     result = proxy_evaluate(spec, _config(proxy))
-    print("RESULT " + json.dumps({**result, "cold_s": cold_s}), flush=True)
+    print("RESULT " + json.dumps({**result, "cold_s": cold_s, "start": start, "end": time.time()}), flush=True)
 
 
 def _trials(n: int, model: tuple[str, int], proxy: dict[str, Any], source: str, deadline: float,
             script: str) -> dict[str, Any]:
-    """``n`` trials at once; aggregate images/s over the wall time from the barrier to the last."""
+    """``n`` trials at once; aggregate images/s over the wall time from the first timed proxy's
+    start to the last one's end.
+    Each trial's output goes to a file: a full pipe would stall it before the barrier."""
     with tempfile.TemporaryDirectory() as tmp:
-        go = Path(tmp) / "go"
+        folder = Path(tmp)
+        go = folder / "go"
         jobs = [{"name": model[0], "k": model[1], "proxy": proxy, "source": source,
-                 "ready": str(Path(tmp) / f"ready{i}"), "go": str(go)} for i in range(n)]
-        procs = [subprocess.Popen([sys.executable, script, "--proxy-worker", json.dumps(j)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for j in jobs]
+                 "ready": str(folder / f"ready{i}"), "go": str(go)} for i in range(n)]
+        procs = []
+        for i, j in enumerate(jobs):
+            with open(folder / f"out{i}", "w") as out, open(folder / f"err{i}", "w") as err:
+                procs.append(subprocess.Popen([sys.executable, script, "--proxy-worker", json.dumps(j)], stdout=out,
+                                              stderr=err))
         try:
             while not all(Path(j["ready"]).exists() for j in jobs):
-                if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                     raise RuntimeError("a trial failed or the budget ran out before the barrier")
                 time.sleep(0.01)
-            t0 = time.perf_counter()
             go.touch()
-            outs = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
-            wall = time.perf_counter() - t0
+            for p in procs:
+                p.wait(timeout=max(1.0, deadline - time.monotonic()))
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             for p in procs:
                 p.kill()
-            last = [line for p in procs for line in p.communicate()[1].strip().splitlines()[-1:]]
+                p.wait()
+            last = [ln for i in range(n) for ln in (folder / f"err{i}").read_text().strip().splitlines()[-1:]]
             return {"trials": n, "error": f"{e}" + (f": {last[0][:200]}" if last else "")}
-    results = []
-    for p, (stdout, stderr) in zip(procs, outs):
-        lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
-        if p.returncode or not lines:
-            return {"trials": n, "error": (stderr.strip().splitlines() or ["no result"])[-1][:300]}
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+        results = []
+        for i, p in enumerate(procs):
+            lines = [ln for ln in (folder / f"out{i}").read_text().splitlines() if ln.startswith("RESULT ")]
+            if p.returncode or not lines:
+                err = (folder / f"err{i}").read_text().strip().splitlines() or ["no result"]
+                return {"trials": n, "error": err[-1][:300]}
+            results.append(json.loads(lines[-1][len("RESULT "):]))
     images = sum(r["images_per_s"] * r["train_seconds"] for r in results)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)  # first start to last end
     return {"trials": n, "wall_s": wall, "aggregate_images_per_s": images / wall,
             "proxy_seconds": [r["seconds"] for r in results], "cold_s": [r["cold_s"] for r in results],
             "accuracy": [r["accuracy"] for r in results]}

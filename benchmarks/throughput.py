@@ -1,7 +1,7 @@
 """Issue 6's throughput table in one run, printed last: every goal model eager (concatenated and
 one conv per connection) against ResNet-18, CUDA graphs, levers, proxy trials, torch.compile.
 
-    bash benchmarks/gpu.sh [--budget-s 345] [--json PATH] [--cifar PATH]   # CUDA: batch 512, bf16
+    bash benchmarks/gpu.sh [--budget-s 350] [--json PATH] [--cifar PATH]   # CUDA: batch 512, bf16
     python benchmarks/throughput.py --device cpu                           # CPU: batch 32, fp32
     python benchmarks/throughput.py --check                                # tiny models: the plumbing
 
@@ -10,7 +10,8 @@ Every row is a training step (forward, backward, SGD) on random inputs, timed by
 interleaved, so ratios inside a group hold on a loaded machine; a fresh process per group keeps
 peak memory and compile state from leaking between groups, and a stuck compile dies with its
 timeout. Groups run in priority order against one time budget; what no longer fits is listed as
-skipped. Section 3's proxy trials (``proxy_trials.py``) run between the eager and compiled groups.
+skipped (``--only`` runs chosen groups, e.g. on a second call). Section 3's proxy trials
+(``proxy_trials.py``) run after IRKNet-3's compiled rows.
 
 Imports: torch and rksearch (whose spec needs pydantic and PyYAML; ``gpu.sh`` installs carried
 wheels where they are missing), never typer or rich.
@@ -49,7 +50,7 @@ SETTINGS = {
     "cpu": {"device": "cpu", "batch_size": 32, "amp": "off", "channels_last": True},
     "check": {"device": "cpu", "batch_size": 2, "amp": "off", "channels_last": True, "warmup": 1, "repeats": 1, "steps": 1},
 }
-PROXY_BUDGET_S = 100
+PROXY, PROXY_BUDGET_S = "proxy trials", 120
 
 
 @dataclass
@@ -71,29 +72,29 @@ class Group:
 
 
 def groups(device: str) -> list[Group]:
-    """Priority order: every model eager, CUDA graphs, levers, then the compiled rows."""
+    """Priority order: every model eager (with the levers), CUDA graphs, IRKNet-3 compiled, the
+    proxy trials, then the other compiled rows."""
     cuda = device == "cuda"
     eager = [Row(m, "eager, " + impl, impl) for m in (IRK3, ERK6, IRK5) for impl in ("concat", "per-connection")]
     amp = {"amp": "off"} if cuda else {"amp": "bf16"}
-    out = [
-        Group("eager", [Row(R18, "eager"), *eager], 150 if cuda else 900),
-        Group("levers", [
-            Row(IRK3, "eager, concat"),
-            Row(IRK3, f"eager, concat, amp {amp['amp']}", tweaks=amp),
-            Row(IRK3, "eager, concat, NCHW", tweaks={"channels_last": False}),
-            Row(IRK3, "eager, concat, half batch", tweaks={"batch_size": SETTINGS[device]["batch_size"] // 2}),
-        ], 90 if cuda else 900),
+    levers = [
+        Row(IRK3, f"eager, concat, amp {amp['amp']}", tweaks=amp),
+        Row(IRK3, "eager, concat, NCHW", tweaks={"channels_last": False}),
+        Row(IRK3, "eager, concat, half batch", tweaks={"batch_size": SETTINGS[device]["batch_size"] // 2}),
     ]
+    out = [Group("eager", [Row(R18, "eager"), *eager, *levers], 240 if cuda else 1800)]
     if cuda:
-        out.insert(1, Group("cuda-graph", [Row(m, "eager + CUDA graph", tweaks={"cuda_graph": True}) for m in MODELS], 120))
+        out.append(Group("cuda-graph", [Row(m, "eager + CUDA graph", tweaks={"cuda_graph": True}) for m in MODELS], 120))
     default, overhead = {"compile": True}, {"compile": True, "compile_mode": "reduce-overhead"}
     compiled = [(IRK3, "compile", default), (ERK6, "compile", default), (R18, "compile", default),
                 (IRK5, "compile", default)]
-    if cuda:  # CUDA graphs through torch.compile, for the small models first
+    if cuda:  # CUDA graphs through torch.compile, for the small models
         compiled[1:1] = [(IRK3, "compile reduce-overhead", overhead)]
         compiled[3:3] = [(ERK6, "compile reduce-overhead", overhead)]
-    out += [Group(f"{mode}: {m}", [Row(m, mode, tweaks=t)], 180 if cuda else 900, compiled=True) for m, mode, t in compiled]
-    return out
+    compiled_groups = [Group(f"{mode}: {m}", [Row(m, mode, tweaks=t)], 180 if cuda else 900, compiled=True)
+                       for m, mode, t in compiled]
+    irk3 = sum(m == IRK3 for m, _, _ in compiled)
+    return out + compiled_groups[:irk3] + [Group(PROXY, [], PROXY_BUDGET_S)] + compiled_groups[irk3:]
 
 
 # -- the worker: one group in this process -------------------------------------------------------
@@ -153,14 +154,15 @@ def run_groups(gs: list[Group], options: dict[str, Any], deadline: float, check:
     return rows
 
 
-def table(rows: list[dict[str, Any]], models: dict[str, tuple]) -> str:
-    """Markdown: images/s against the goal, the ratio to eager ResNet-18 of the same run, and the
-    paired ratio to the first row of the row's group (timed interleaved with it)."""
+def table(rows: list[dict[str, Any]], models: dict[str, tuple], goals: bool) -> str:
+    """Markdown: images/s against the goal (H100 goals, shown for CUDA only), the ratio to eager
+    ResNet-18 of the same run, and the paired ratio to the first row of the row's group (timed
+    interleaved with it)."""
     base = next((r["images_per_s"] for r in rows if r["model"] == R18 and r["variant"] == "eager" and "images_per_s" in r), None)
     lines = ["| model | variant | images/s | goal | x ResNet-18 | x group's first | step ms | peak GiB | TFLOP/s | warm-up s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        goal = models[r["model"]][2]
+        goal = models[r["model"]][2] if goals else None
         goal_text = f"{goal:,}" if goal else ""
         if "error" in r:
             lines.append(f"| {r['model']} | {r['variant']} | {r['error']} | {goal_text} | | | | | | |")
@@ -179,8 +181,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--check", action="store_true", help="tiny models, batch 2, on CPU: checks the plumbing, not speed")
-    ap.add_argument("--budget-s", type=float, help="wall-clock budget for everything (default: 345 on CUDA, none on CPU)")
+    ap.add_argument("--budget-s", type=float, help="wall-clock budget for everything (default: 350 on CUDA, none on CPU)")
     ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    ap.add_argument("--only", help="comma-separated words: run only the groups whose names hold one "
+                                   "(eager, cuda-graph, compile, reduce-overhead, proxy, ResNet-18, ...)")
     ap.add_argument("--thread-clock", action="store_true",
                     help="CPU: one thread, timed by its CPU time, which other jobs on a shared machine hardly disturb")
     ap.add_argument("--json", type=Path, help="also write every row to this file")
@@ -207,24 +211,31 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it
         torch.set_num_threads(1)
         options = {**options, "clock": "thread"}
-    budget = args.budget_s or (345 if mode == "cuda" else 1e9)
+    budget = args.budget_s or (350 if mode == "cuda" else 1e9)
     deadline = start + budget
     gs = groups("cpu" if args.check else args.device)
     if args.no_compile or args.check:
         gs = [g for g in gs if not g.compiled]
+    if args.only:
+        gs = [g for g in gs if any(word in g.name for word in args.only.split(","))]
     device = torch.cuda.get_device_name() if mode == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     if options.get("clock") == "thread":
         device += ", thread CPU time"
     print(f"{device}, torch {torch.__version__}, budget {budget:.0f} s", flush=True)
-    rows = run_groups([g for g in gs if not g.compiled], options, deadline, args.check)
-    proxy = proxy_section(args.cifar, min(deadline, time.monotonic() + PROXY_BUDGET_S), mode, __file__)
-    rows += run_groups([g for g in gs if g.compiled], options, deadline, args.check)
+    rows: list[dict[str, Any]] = []
+    proxy = {"rows": [], "text": "Proxy trials (section 3): not run (--only)."}
+    for g in gs:
+        if g.name == PROXY:
+            print(f"[{time.strftime('%H:%M:%S')}] {PROXY}", flush=True)
+            proxy = proxy_section(args.cifar, min(deadline, time.monotonic() + g.timeout_s), mode, __file__)
+        else:
+            rows += run_groups([g], options, deadline, args.check)
     if args.json:
         args.json.write_text(json.dumps({"device": device, "options": options, "rows": rows, "proxy": proxy}, indent=1) + "\n")
     print(f"\n## Issue 6 throughput: {device}{' (--check: tiny models, plumbing only)' if args.check else ''}, "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, batch {options['batch_size']}, amp {options['amp']}, "
           f"channels_last, {time.monotonic() - start:.0f} s\n")
-    print(table(rows, models))
+    print(table(rows, models, goals=mode == "cuda"))
     print("\n" + proxy["text"])
 
 

@@ -22,7 +22,7 @@ from .errors import RKSearchError
 from .memory import MemoryProbe
 
 DEVICES = ("auto", "cuda", "cpu")
-AMPS = ("bf16", "off")
+AMPS = ("auto", "bf16", "off")
 IMPLS = ("concat", "per-connection")
 BASELINES = ("resnet18", "none")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -50,7 +50,7 @@ class BenchOptions:
 
     device: str = "auto"
     batch_size: Optional[int] = None  # 512 on CUDA, 32 on CPU
-    amp: str = "off"
+    amp: str = "auto"  # bf16 autocast on CUDA, as the trainer; off on CPU
     compile: bool = False
     compile_mode: str = "default"
     cuda_graph: bool = False  # capture the whole eager step (forward, backward, SGD) as one CUDA graph
@@ -84,7 +84,7 @@ class BenchOptions:
         return BenchOptions(
             device=dev.type,
             batch_size=self.batch_size or (512 if cuda else 32),
-            amp=self.amp,
+            amp=("bf16" if cuda else "off") if self.amp == "auto" else self.amp,
             compile=self.compile,
             compile_mode=self.compile_mode,
             cuda_graph=self.cuda_graph,
@@ -292,7 +292,7 @@ def measure(candidates: list[Candidate], options: BenchOptions) -> list[Measurem
 def paired_ratio(a: Measurement, b: Measurement) -> float:
     """Images/s of ``a`` over ``b``: the median over repeats of the ratio of neighbouring timings,
     which a machine whose load changes during the run skews far less than a ratio of medians."""
-    return statistics.median(tb / ta for ta, tb in zip(a.step_s, b.step_s))
+    return statistics.median((a.batch_size / ta) / (b.batch_size / tb) for ta, tb in zip(a.step_s, b.step_s))
 
 
 def device_name(device: torch.device) -> str:
@@ -319,7 +319,8 @@ def run_bench(
     out: dict[str, Any] = {
         "name": c.label, "device": opts.device, "device_name": device_name(torch.device(opts.device)),
         "torch": torch.__version__, "batch_size": opts.batch_size, "amp": opts.amp,
-        "compile": opts.compile_mode if opts.compile else False, "cuda_graph": opts.cuda_graph, "channels_last": opts.channels_last,
+        "compile": opts.compile_mode if opts.compile else False, "cuda_graph": opts.cuda_graph,
+        "channels_last": opts.channels_last,
         "impl": impl, "warmup": opts.warmup, "repeats": opts.repeats, "steps": opts.steps, "clock": opts.clock,
         "peak_memory_kind": MemoryProbe.kind(torch.device(opts.device)),
         **ms[0].to_dict(),

@@ -96,7 +96,7 @@ def test_options_validate() -> None:
     with pytest.raises(RKSearchError, match="reduce-overhead"):
         BenchOptions(compile=True, cuda_graph=True)
     assert BenchOptions(device="cpu").resolved() == BenchOptions(
-        device="cpu", batch_size=32, channels_last=True, warmup=2, repeats=5, steps=1)
+        device="cpu", batch_size=32, amp="off", channels_last=True, warmup=2, repeats=5, steps=1)
 
 
 @NO_CUDA

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from rksearch import build_model, parse_name
+from rksearch.models import layers
+from rksearch.models.layers import WIDE_CHUNK, per_connection_is_faster
 from rksearch.models.steps import ERKStep, _sum
 
 torch.set_num_threads(1)
@@ -87,3 +89,38 @@ def test_channels_last_concat_equals_per_connection(name: str, fields: dict, tra
     ref = copy.deepcopy(fast).to(memory_format=torch.contiguous_format).set_per_connection().train(train)
     x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
     torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))
+
+
+def test_cpu_dispatch_rule() -> None:
+    """One conv per connection on a CPU only for 1x1 kernels to at most the narrowest input's
+    width, every input at least WIDE_CHUNK channels (IRKNet-AB with k >= 64)."""
+    def xs(*widths: int) -> list[torch.Tensor]:
+        return [torch.empty(1, w, 2, 2) for w in widths]
+
+    w = WIDE_CHUNK
+    assert per_connection_is_faster(xs(w, w), torch.empty(w, 2 * w, 1, 1))
+    assert not per_connection_is_faster(xs(w, w), torch.empty(w, 2 * w, 3, 3))  # 3x3
+    assert not per_connection_is_faster(xs(w, w), torch.empty(4 * w, 2 * w, 1, 1))  # ERKNet-B: 1x1 to 4k
+    assert not per_connection_is_faster(xs(w, w - 1), torch.empty(w - 1, 2 * w - 1, 1, 1))  # a narrow input
+    assert not per_connection_is_faster([t.to("meta") for t in xs(w, w)], torch.empty(w, 2 * w, 1, 1))  # not a CPU
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_cpu_dispatch_is_the_same_function(train: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build_model(parse_name("IRKNet-2x1-AB", growth_rate=WIDE_CHUNK, input_size=4)).double().train(train)
+    concatenated = copy.deepcopy(model)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    dispatched = _after_step(model, x)
+    monkeypatch.setattr(layers, "per_connection_is_faster", lambda xs, weight: False)
+    torch.testing.assert_close(dispatched, _after_step(concatenated, x))
+
+
+def test_per_connection_bn_without_momentum() -> None:
+    """BN with ``momentum=None`` keeps a cumulative average; one conv per connection matches it."""
+    model = _model("IRKNet-2x1", {})
+    for bn in (mod for mod in model.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        bn.momentum = None
+    ref = copy.deepcopy(model).set_per_connection()
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    for _ in range(2):
+        torch.testing.assert_close(_after_step(model, x), _after_step(ref, x))

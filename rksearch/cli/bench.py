@@ -16,9 +16,10 @@ def bench(
     m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period."),
     device: str = typer.Option("auto", "--device", help="cuda, cpu, or auto (CUDA where there is one)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Default: 512 on CUDA, 32 on CPU."),
-    amp: str = typer.Option("off", "--amp", help="bf16 (autocast) or off."),
+    amp: str = typer.Option("auto", "--amp", help="bf16 (autocast), off, or auto (bf16 on CUDA, as the trainer)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model (forward and backward)."),
-    compile_mode: str = typer.Option("default", "--compile-mode", help="default, reduce-overhead (CUDA graphs), max-autotune, ..."),
+    compile_mode: str = typer.Option("default", "--compile-mode",
+                                     help="default, reduce-overhead (CUDA graphs), max-autotune, ..."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture the whole eager training step in one CUDA graph."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="Default: on."),
     baseline: str = typer.Option("resnet18", "--baseline", help="resnet18 (timed in the same run) or none."),
@@ -44,7 +45,8 @@ def bench(
         return
     rows = [result]
     if result["baseline"]:
-        rows.append({"name": "ResNet-18", **{k.removeprefix("baseline_"): v for k, v in result.items() if k.startswith("baseline_")}})
+        base = {k.removeprefix("baseline_"): v for k, v in result.items() if k.startswith("baseline_")}
+        rows.append({"name": "ResNet-18", **base})
     settings = (
         f"{result['device_name']}, batch {result['batch_size']}, amp {result['amp']}, "
         f"compile {result['compile'] or 'off'}, CUDA graph {'on' if result['cuda_graph'] else 'off'}, "
