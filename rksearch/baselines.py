@@ -29,7 +29,7 @@ from .errors import RKSearchError, from_validation_error
 from .models.cliquenet import CliqueNet
 from .models.counter import count_built
 from .models.densenet import DenseNet
-from .spec import RKNetSpec, Stem, StrictPosInt, _safe_yaml, read_text
+from .spec import RKNetSpec, Stem, StrictPosInt, parse_yaml, read_text
 
 StrictBool = Annotated[bool, Field(strict=True)]
 Fraction = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
@@ -121,7 +121,7 @@ class BaselineSpec(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str | Path | None = None) -> "BaselineSpec":
-        return cls.from_dict(_safe_yaml(text, source), source=source)
+        return cls.from_dict(parse_yaml(text, source), source=source)
 
 
 class DenseNetSpec(BaselineSpec):
@@ -309,7 +309,7 @@ def load_any_spec(path: str | Path) -> RKNetSpec | BaselineSpec:
         except json.JSONDecodeError as e:
             raise RKSearchError(f"malformed JSON: {e}", source=path) from None
     else:
-        data = _safe_yaml(text, path)
+        data = parse_yaml(text, path)
     if isinstance(data, dict) and "baseline" in data:
         return BaselineSpec.from_dict(data, source=path)
     if isinstance(data, dict) and "rknet" not in data:

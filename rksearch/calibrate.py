@@ -42,7 +42,7 @@ from .prescreen import Scorer, draw_feasible, proxy_errors
 from .proxy import ProxyConfig
 from .search import default_storage, driver_id, fail_stale_trials, init_ray, open_storage, prepare_study_dir, run_trial
 from .space import SearchSpace, parse_space
-from .spec import RKNetSpec, _safe_yaml, read_text
+from .spec import RKNetSpec, parse_yaml, read_text
 from .zerocost import SCORES, check_names
 
 DEFAULT_BUDGETS = "1,2,4,8,16"
@@ -352,7 +352,7 @@ def write_calibrated_space(space: SearchSpace, job: Job, calibration: Calibratio
     """A copy of the space file with the recommended budget as its proxy; validated, then
     written in one step. Comments are not kept (the copy says where it came from)."""
     assert space.source is not None
-    data = _safe_yaml(read_text(space.source), space.source)
+    data = parse_yaml(read_text(space.source), space.source)
     proxy = dict(data.get("proxy") or {})
     proxy["epochs"] = job.budget.epochs
     if job.budget.fraction < 1:

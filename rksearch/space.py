@@ -32,7 +32,7 @@ from .space_parse import (
     GLOBAL_FIELDS, PERIOD_FIELDS, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_candidates,
     parse_network, parse_periods,
 )
-from .spec import RKNetSpec, _safe_yaml, read_text
+from .spec import RKNetSpec, parse_yaml, read_text
 
 if TYPE_CHECKING:
     import optuna
@@ -287,7 +287,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file."""
-    return parse_space(_safe_yaml(read_text(path), path), source=Path(path))
+    return parse_space(parse_yaml(read_text(path), path), source=Path(path))
 
 
 def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:

@@ -167,7 +167,7 @@ class RKNetSpec(_Frozen):
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str | Path | None = None) -> "RKNetSpec":
-        return cls.from_dict(_safe_yaml(text, source), source=source)
+        return cls.from_dict(parse_yaml(text, source), source=source)
 
     @classmethod
     def from_json(cls, text: str, *, source: str | Path | None = None) -> "RKNetSpec":
@@ -178,7 +178,8 @@ class RKNetSpec(_Frozen):
         return cls.from_dict(data, source=source)
 
 
-def _safe_yaml(text: str, source: str | Path | None) -> Any:
+def parse_yaml(text: str, source: str | Path | None) -> Any:
+    """YAML text to Python data; a syntax error becomes one line with its position and the file."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
