@@ -304,12 +304,20 @@ def _memory_guard(extra_bytes: int | None):
         return
     import resource
 
+    def address_space() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as f:
-        current = int(f.read().split()[0]) * resource.getpagesize()
-    resource.setrlimit(resource.RLIMIT_AS, (current + extra_bytes, hard))
+    cap = address_space() + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     try:
         yield
+    except Exception as e:
+        # whatever failed first (an allocator, a thread, a oneDNN primitive) failed for want of memory
+        if address_space() + 64 * 2**20 >= cap:
+            raise MemoryError(f"out of memory under the {cap / 2**30:.2f} GiB address-space cap: {e}") from e
+        raise
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
