@@ -124,3 +124,25 @@ def test_per_connection_bn_without_momentum() -> None:
     x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
     for _ in range(2):
         torch.testing.assert_close(_after_step(model, x), _after_step(ref, x))
+
+
+def _saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages a forward pass keeps for its backward."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name, fields", SPECS)
+def test_concatenated_keeps_no_more_than_per_connection(name: str, fields: dict) -> None:
+    """Training, the concatenated form saves the inputs of each BN, not a concatenated copy per stage."""
+    fast = _model(name, fields).to(memory_format=CL).float()
+    ref = copy.deepcopy(fast).set_per_connection()
+    x = torch.randn(4, 3, 16, 16).contiguous(memory_format=CL)
+    assert _saved_bytes(fast, x) <= _saved_bytes(ref, x)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .concat_bn import bn_momentum, concat_batch_norm, keeps_parts
 
 WIDE_CHUNK = 64
 
@@ -33,25 +34,24 @@ def bn_relu_conv(
 
     The concatenated form is one BN, one ReLU and one convolution: the same function as a
     sum of one BN-ReLU-conv per connection (BN is per channel), with far fewer kernel
-    launches. ``per_connection`` computes exactly that sum; tests and benchmarks use it as
+    launches, and in training no more saved activations (:mod:`.concat_bn`). ``per_connection`` computes exactly that sum; tests and benchmarks use it as
     the reference implementation, and the CPU uses it where it is faster (see
     :func:`per_connection_is_faster`).
     """
     if not (per_connection or per_connection_is_faster(xs, weight)):
-        x = xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)
-        return F.conv2d(F.relu(bn(x)), weight, padding=padding)
+        if keeps_parts(xs, bn):  # training: BN's backward keeps the parts, not a concatenated copy
+            h = concat_batch_norm(xs, bn)
+        else:
+            h = bn(xs[0] if len(xs) == 1 else torch.cat(xs, dim=1))
+        return F.conv2d(F.relu(h), weight, padding=padding)
     out: Tensor | None = None
     lo = 0
-    momentum = bn.momentum
-    if bn.training and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if momentum is None:  # nn.BatchNorm2d's cumulative moving average
-            momentum = 1.0 / float(bn.num_batches_tracked)
+    momentum = bn_momentum(bn) if bn.training and bn.num_batches_tracked is not None else 0.0
     for x in xs:
         hi = lo + x.shape[1]
         h = F.batch_norm(
             x, bn.running_mean[lo:hi], bn.running_var[lo:hi], bn.weight[lo:hi], bn.bias[lo:hi],
-            bn.training, momentum or 0.0, bn.eps,
+            bn.training, momentum, bn.eps,
         )
         y = F.conv2d(F.relu(h), weight[:, lo:hi], padding=padding)
         out = y if out is None else out + y
