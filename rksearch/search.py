@@ -136,8 +136,8 @@ class RKSearcher(OptunaSearch):
             storage=storage,
             **kwargs,
         )
-        for t in self._ot_study.get_trials(deepcopy=False):
-            if t.user_attrs.get("outcome") in DONE or t.state == TrialState.RUNNING and "spec" in t.user_attrs:
+        for t in self._ot_study.get_trials(deepcopy=False):  # a driver killed mid-trial left no outcome
+            if t.user_attrs.get("outcome") in DONE and t.user_attrs.get("spec_key"):
                 self._trained[t.user_attrs["spec_key"]] = t.number
 
     @property
