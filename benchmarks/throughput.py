@@ -1,5 +1,6 @@
-"""Issue 6's throughput table in one run, printed last: every goal model eager (concatenated and
-one conv per connection) against ResNet-18, CUDA graphs, levers, proxy trials, torch.compile.
+"""Issue 6's throughput table in one run, printed last: every goal model eager (the default
+implementation and its alternatives) against ResNet-18, torch.compile, a kernel profile, proxy
+trials, CUDA graphs and levers.
 
     bash benchmarks/gpu.sh [--budget-s 350] [--json PATH] [--cifar PATH]   # CUDA: batch 512, bf16
     python benchmarks/throughput.py --device cpu                           # CPU: batch 32, fp32
@@ -9,9 +10,9 @@ Every row is a training step (forward, backward, SGD) on random inputs, timed by
 ``rksearch.bench``, channels_last. Each group of rows runs in its own worker process and is timed
 interleaved, so ratios inside a group hold on a loaded machine; a fresh process per group keeps
 peak memory and compile state from leaking between groups, and a stuck compile dies with its
-timeout. Groups run in priority order against one time budget; what no longer fits is listed as
-skipped (``--only`` runs chosen groups, e.g. on a second call). Section 3's proxy trials
-(``proxy_trials.py``) run after IRKNet-3's compiled rows.
+timeout. Groups run in priority order (see :func:`groups`) against one time budget; what no
+longer fits is listed as skipped (``--only`` runs chosen groups, e.g. on a second call). With
+``--json`` the rows are written after every group, so a run cut short keeps what it measured.
 
 Imports: torch and rksearch (whose spec needs pydantic and PyYAML; ``gpu.sh`` installs carried
 wheels where they are missing), never typer or rich.
@@ -69,40 +70,54 @@ class Group:
     rows: list[Row]
     timeout_s: float  # at most; the remaining budget cuts it further
     compiled: bool = False
+    kind: str = "bench"  # bench: timed rows; profile: kernel time per category; proxy: proxy trials
 
 
 def groups(device: str) -> list[Group]:
-    """Priority order: every model eager (with the levers), CUDA graphs, IRKNet-3 compiled, the
-    proxy trials, then the other compiled rows."""
+    """Priority order. CUDA: every model eager (its peak memory too), ERKNet compiled with CUDA
+    graphs, the kernel profile, the other goal models compiled, the proxy trials, then what an
+    earlier run measured already (CUDA graphs of the eager step, IRKNet-3 and ResNet-18
+    compiled, the layout and precision levers). CPU: eager and levers, then compiled."""
     cuda = device == "cuda"
-    eager = [Row(m, "eager, " + impl, impl) for m in (IRK3, ERK6, IRK5) for impl in ("concat", "per-connection")]
+    impls = {IRK3: ("concat", "unaligned", "align-in", "concat-copy", "per-connection"),
+             ERK6: ("concat", "unaligned", "align-in", "concat-copy", "per-connection"),
+             IRK5: ("concat", "concat-copy", "per-connection")}  # k = 80: nothing to align
+    if not cuda:  # a CPU aligns nothing, and the BN's copy is measured in benchmarks/README.md
+        impls = {m: ("concat", "per-connection") for m in impls}
+    eager = [Row(m, "eager, " + impl, impl) for m, names in impls.items() for impl in names]
     amp = {"amp": "off"} if cuda else {"amp": "bf16"}
     levers = [
+        Row(IRK3, "eager, concat", tweaks={}),
         Row(IRK3, f"eager, concat, amp {amp['amp']}", tweaks=amp),
         Row(IRK3, "eager, concat, NCHW", tweaks={"channels_last": False}),
         Row(IRK3, "eager, concat, half batch", tweaks={"batch_size": SETTINGS[device]["batch_size"] // 2}),
     ]
-    out = [Group("eager", [Row(R18, "eager"), *eager, *levers], 240 if cuda else 1800)]
-    if cuda:
-        out.append(Group("cuda-graph", [Row(m, "eager + CUDA graph", tweaks={"cuda_graph": True}) for m in MODELS], 120))
     default, overhead = {"compile": True}, {"compile": True, "compile_mode": "reduce-overhead"}
-    compiled = [(IRK3, "compile", default), (ERK6, "compile", default), (R18, "compile", default),
-                (IRK5, "compile", default)]
-    if cuda:  # CUDA graphs through torch.compile, for the small models
-        compiled[1:1] = [(IRK3, "compile reduce-overhead", overhead)]
-        compiled[3:3] = [(ERK6, "compile reduce-overhead", overhead)]
-    compiled_groups = [Group(f"{mode}: {m}", [Row(m, mode, tweaks=t)], 180 if cuda else 900, compiled=True)
-                       for m, mode, t in compiled]
-    irk3 = sum(m == IRK3 for m, _, _ in compiled)
-    return out + compiled_groups[:irk3] + [Group(PROXY, [], PROXY_BUDGET_S)] + compiled_groups[irk3:]
+
+    def compiled(m: str, tweaks: dict[str, Any]) -> Group:
+        mode = "compile reduce-overhead" if tweaks is overhead else "compile"
+        return Group(f"{mode}: {m}", [Row(m, mode, tweaks=tweaks)], 200 if cuda else 900, compiled=True)
+
+    proxy = Group(PROXY, [], PROXY_BUDGET_S, kind="proxy")
+    profile = Group("profile", [Row(m, "eager, concat") for m in (ERK6, IRK5, IRK3)], 90, kind="profile")
+    if not cuda:
+        return [Group("eager", [Row(R18, "eager"), *eager, *levers[1:]], 1800), profile, proxy,
+                *(compiled(m, default) for m in (IRK3, ERK6, R18, IRK5))]
+    return [
+        Group("eager", [Row(R18, "eager"), *eager], 240),
+        compiled(ERK6, overhead), profile, compiled(ERK6, default), compiled(IRK5, default), proxy,
+        compiled(IRK5, overhead), compiled(IRK3, overhead),
+        Group("cuda-graph", [Row(m, "eager + CUDA graph", tweaks={"cuda_graph": True}) for m in MODELS], 120),
+        compiled(IRK3, default), compiled(R18, default), compiled(R18, overhead),
+        Group("levers", levers, 120),
+    ]
 
 
 # -- the worker: one group in this process -------------------------------------------------------
 
 
-def run_group(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Measure one group's rows interleaved; if that fails, each row alone, so a row fails alone."""
-    from rksearch.bench import BenchOptions, candidate, measure, paired_ratio
+def _candidates(job: dict[str, Any]) -> list[Any]:
+    from rksearch.bench import candidate
 
     models = CHECK_MODELS if job["check"] else MODELS
     cands = []
@@ -111,6 +126,26 @@ def run_group(job: dict[str, Any]) -> list[dict[str, Any]]:
         c = candidate(name, k, r["impl"])
         c.label, c.tweaks = r["model"], r["tweaks"]
         cands.append(c)
+    return cands
+
+
+def run_profile(job: dict[str, Any]) -> dict[str, Any]:
+    """Kernel time per category for the group's rows, then the 3x3 convolution probe."""
+    from profile_step import conv_rows, profile_rows
+
+    from rksearch.bench import BenchOptions
+
+    opts = BenchOptions(**job["options"])
+    shapes = {"shapes": ((4, 4), (8, 8)), "size": 8, "repeats": 2} if job["check"] else {}
+    return {"rows": profile_rows(_candidates(job), opts, steps=1 if job["check"] else 3),
+            "conv": conv_rows(opts.resolved().device, opts.resolved().batch_size, **shapes)}
+
+
+def run_group(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Measure one group's rows interleaved; if that fails, each row alone, so a row fails alone."""
+    from rksearch.bench import BenchOptions, measure, paired_ratio
+
+    cands = _candidates(job)
     try:
         ms = measure(cands, BenchOptions(**job["options"]))
     except Exception as e:  # noqa: BLE001  (reported in the table; the other rows still run)
@@ -154,6 +189,26 @@ def run_groups(gs: list[Group], options: dict[str, Any], deadline: float, check:
     return rows
 
 
+def run_profile_group(g: Group, options: dict[str, Any], deadline: float, check: bool, mode: str) -> dict[str, Any]:
+    """The kernel profile and convolution probe in a worker, rendered; or why not."""
+    from profile_step import render, render_conv
+
+    left = min(g.timeout_s, deadline - time.monotonic())
+    if left < 20:
+        return {"text": "Kernel profile: skipped, time budget spent."}
+    print(f"[{time.strftime('%H:%M:%S')}] {g.name}: {len(g.rows)} models, at most {left:.0f} s", flush=True)
+    job = {"kind": "profile", "rows": [{"model": r.model, "impl": r.impl, "tweaks": r.tweaks} for r in g.rows],
+           "options": options, "check": check}
+    got, why = spawn(["--worker", json.dumps(job)], left)
+    if got is None:
+        return {"text": f"Kernel profile: {why}"}
+    what = "GPU kernel time" if mode == "cuda" else "CPU operator time"
+    text = (f"Kernel profile (eager, concatenated, training step):\n\n{render(got['rows'], what)}\n"
+            f"3x3 convolution, forward + backward, batch {options['batch_size']}:\n\n{render_conv(got['conv'])}")
+    print(text, flush=True)
+    return {**got, "text": text}
+
+
 def table(rows: list[dict[str, Any]], models: dict[str, tuple], goals: bool) -> str:
     """Markdown: images/s against the goal (H100 goals, shown for CUDA only), the ratio to eager
     ResNet-18 of the same run, and the paired ratio to the first row of the row's group (timed
@@ -169,7 +224,8 @@ def table(rows: list[dict[str, Any]], models: dict[str, tuple], goals: bool) -> 
             continue
         met = " (met)" if goal and r["images_per_s"] >= goal else ""
         ratio = f"{r['images_per_s'] / base:.2f}" if base else ""
-        mem = "" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 2**30:.2f}"
+        peak = r["peak_memory_bytes"]  # negative for CUDA graphs: their pool predates the probe's reset
+        mem = "" if peak is None or peak < 0 else f"{peak / 2**30:.2f}"
         lines.append(
             f"| {r['model']} | {r['variant']} | {r['images_per_s']:,.0f}{met} | {goal_text} | {ratio} | {r['paired']:.2f} | "
             f"{r['step_ms']:.2f} | {mem} | {r['effective_tflops']:.2f} | {r['warmup_s']:.0f} |"
@@ -192,10 +248,12 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--proxy-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        print("RESULT " + json.dumps(run_group(json.loads(args.worker))), flush=True)
-        return
     from proxy_trials import proxy_section, proxy_worker
+
+    if args.worker:
+        job = json.loads(args.worker)
+        print("RESULT " + json.dumps(run_profile(job) if job.get("kind") == "profile" else run_group(job)), flush=True)
+        return
 
     if args.proxy_worker:
         proxy_worker(json.loads(args.proxy_worker))
@@ -224,19 +282,25 @@ def main() -> None:
     print(f"{device}, torch {torch.__version__}, budget {budget:.0f} s", flush=True)
     rows: list[dict[str, Any]] = []
     proxy = {"rows": [], "text": "Proxy trials (section 3): not run (--only)."}
+    profile: dict[str, Any] = {"text": "Kernel profile: not run."}
     for g in gs:
-        if g.name == PROXY:
+        if g.kind == "proxy":
             print(f"[{time.strftime('%H:%M:%S')}] {PROXY}", flush=True)
             proxy = proxy_section(args.cifar, min(deadline, time.monotonic() + g.timeout_s), mode, __file__)
+            print(proxy["text"], flush=True)
+        elif g.kind == "profile":
+            profile = run_profile_group(g, options, deadline, args.check, mode)
         else:
             rows += run_groups([g], options, deadline, args.check)
-    if args.json:
-        args.json.write_text(json.dumps({"device": device, "options": options, "rows": rows, "proxy": proxy}, indent=1) + "\n")
+        if args.json:  # after every group: a run cut short keeps what it measured
+            args.json.write_text(json.dumps({"device": device, "options": options, "rows": rows, "proxy": proxy,
+                                             "profile": profile}, indent=1) + "\n")
     print(f"\n## Issue 6 throughput: {device}{' (--check: tiny models, plumbing only)' if args.check else ''}, "
           f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, batch {options['batch_size']}, amp {options['amp']}, "
           f"channels_last, {time.monotonic() - start:.0f} s\n")
     print(table(rows, models, goals=mode == "cuda"))
     print("\n" + proxy["text"])
+    print("\n" + profile["text"])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ from .memory import MemoryProbe
 
 DEVICES = ("auto", "cuda", "cpu")
 AMPS = ("auto", "bf16", "off")
-IMPLS = ("concat", "per-connection")
+IMPLS = {  # --impl: how every BN-ReLU-conv computes (rksearch.models.layers.Impl), never what
+    "concat": {},  # the default: concatenated, channels padded to multiples of 8 on a GPU
+    "per-connection": {"per_connection": True},  # the straightforward reference
+    "unaligned": {"align": 1},  # concatenated, no channel padding
+    "align-in": {"align_output": False},  # input channels padded, outputs dense
+    "concat-copy": {"keep_parts": False},  # BN's backward keeps a concatenated copy (faster, more memory)
+}
 BASELINES = ("resnet18", "none")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CLOCKS = ("wall", "thread")
@@ -127,7 +133,7 @@ def _params(model: nn.Module) -> int:
 
 def candidate(name_or_spec: str, growth_rate: Any = None, impl: str = "concat", **fields: Any) -> Candidate:
     """An RKNet from a name or spec file (``impl`` picks its convolution layout), or ``resnet18``."""
-    _check(impl, IMPLS, "--impl")
+    _check(impl, tuple(IMPLS), "--impl")
     if name_or_spec == "resnet18":
         if impl != "concat":
             raise RKSearchError(f"{impl} applies to RKNets only, not to resnet18", field="--impl")
@@ -137,7 +143,7 @@ def candidate(name_or_spec: str, growth_rate: Any = None, impl: str = "concat", 
     from .spec import resolve_spec
 
     spec = resolve_spec(name_or_spec, growth_rate=growth_rate, **fields)
-    model = build_model(spec).set_per_connection(impl == "per-connection")
+    model = build_model(spec).set_impl(**IMPLS[impl])
     c = count(spec)
     label = f"{spec.name} k={','.join(sorted({str(p.growth_rate) for p in spec.periods}))}"
     return Candidate(label, model, (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, c.flops, c.params)

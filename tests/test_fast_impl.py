@@ -91,6 +91,32 @@ def test_channels_last_concat_equals_per_connection(name: str, fields: dict, tra
     torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))
 
 
+IMPLS = [{"align": 8}, {"align": 3}, {"align": 8, "align_output": False}, {"keep_parts": False},
+         {"align": 8, "keep_parts": False}]
+
+
+@pytest.mark.parametrize("name, fields", SPECS)
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+@pytest.mark.parametrize("train", [True, False])
+def test_every_impl_equals_per_connection(name: str, fields: dict, impl: dict, train: bool) -> None:
+    """Channels padded to a multiple (the GPU's default, forced here on a CPU) and the BN that
+    saves a concatenated copy compute the reference's function: outputs, gradients, running
+    statistics."""
+    fast = _model(name, fields).to(memory_format=CL).set_impl(**impl).train(train)
+    ref = copy.deepcopy(fast).to(memory_format=torch.contiguous_format).set_impl(per_connection=True).train(train)
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    for _ in range(2):  # the second step sees the first one's running statistics
+        torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))
+        fast.zero_grad(set_to_none=True)
+        ref.zero_grad(set_to_none=True)
+
+
+def test_alignment_default_by_device() -> None:
+    assert layers.Impl().alignment(torch.device("cuda")) == 8
+    assert layers.Impl().alignment(torch.device("cpu")) == 1
+    assert layers.Impl(align=4).alignment(torch.device("cuda")) == 4
+
+
 def test_cpu_dispatch_rule() -> None:
     """One conv per connection on a CPU only for 1x1 kernels to at most the narrowest input's
     width, every input at least WIDE_CHUNK channels (IRKNet-AB with k >= 64)."""

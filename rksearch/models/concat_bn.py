@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -57,7 +58,34 @@ def keeps_parts(xs: list[Tensor], bn: nn.BatchNorm2d) -> bool:
     )
 
 
-def concat_batch_norm(xs: list[Tensor], bn: nn.BatchNorm2d) -> Tensor:
-    """``bn(torch.cat(xs, 1))`` in training mode, its backward keeping ``xs`` rather than the
-    concatenation (see :func:`keeps_parts` for where it applies)."""
-    return _ConcatBatchNorm.apply(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn_momentum(bn), bn.eps, *xs)
+def concat_batch_norm(xs: list[Tensor], bn: nn.BatchNorm2d, pad: int = 0, keep_parts: bool = True) -> Tensor:
+    """``bn(torch.cat(xs, 1))``, with ``pad`` more all-zero output channels.
+
+    In training (see :func:`keeps_parts`) the backward keeps ``xs`` rather than the concatenation.
+    The padding is a zero input part normalised with zero scale and shift, so its output is
+    zero and the real channels' outputs, gradients and running statistics are BN's own; the
+    padded statistics are copied back into ``bn``'s buffers. Without either, this is a call of
+    the module itself, so its hooks see it.
+    """
+    parts = keep_parts and keeps_parts(xs, bn)
+    if not (pad or parts):
+        return bn(xs[0] if len(xs) == 1 else torch.cat(xs, dim=1))
+    weight, bias, mean, var = bn.weight, bn.bias, bn.running_mean, bn.running_var
+    if pad:
+        x = xs[0]
+        zeros = x.new_zeros((x.shape[0], pad, *x.shape[2:]))
+        xs = [*xs, zeros.to(memory_format=torch.channels_last) if x.stride(1) == 1 else zeros]
+        weight, bias = F.pad(weight, (0, pad)), F.pad(bias, (0, pad))
+        if mean is not None:
+            mean, var = F.pad(mean, (0, pad)), F.pad(var, (0, pad), value=1.0)
+    momentum = bn_momentum(bn) if bn.training and mean is not None else 0.0
+    if parts:
+        out = _ConcatBatchNorm.apply(weight, bias, mean, var, momentum, bn.eps, *xs)
+    else:
+        out = F.batch_norm(torch.cat(xs, dim=1), mean, var, weight, bias, bn.training or mean is None, momentum,
+                           bn.eps)
+    if pad and bn.training and mean is not None:
+        c = bn.num_features
+        bn.running_mean.copy_(mean[:c])
+        bn.running_var.copy_(var[:c])
+    return out

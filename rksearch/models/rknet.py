@@ -1,10 +1,13 @@
 """The RKNet: preprocessor, periods of RK time-steps separated by transitions, postprocessor."""
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from torch import Tensor, nn
 
 from ..spec import PeriodSpec, RKNetSpec
-from .layers import Postprocessor, Transition, init_weights, make_stem
+from .layers import Impl, Postprocessor, Transition, init_weights, make_stem
 from .steps import ERKStep, IRKStep
 
 
@@ -54,7 +57,11 @@ class RKNet(nn.Module):
 
     def set_per_connection(self, enabled: bool = True) -> "RKNet":
         """Switch every step to the one-conv-per-connection reference computation."""
+        return self.set_impl(per_connection=enabled)
+
+    def set_impl(self, **changes: Any) -> "RKNet":
+        """Change how every BN-ReLU-conv computes (:class:`~.layers.Impl` fields); never what."""
         for m in self.modules():
-            if hasattr(m, "per_connection"):
-                m.per_connection = enabled
+            if isinstance(getattr(m, "impl", None), Impl):
+                m.impl = replace(m.impl, **changes)
         return self

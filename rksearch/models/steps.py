@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Unit, bn_relu_conv
+from .layers import Impl, Unit, bn_relu_conv
 
 
 def _sum(xs: list[Tensor]) -> Tensor:
@@ -70,16 +69,16 @@ class CliqueBlock(nn.Module):
         else:
             self.weights3 = None
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.per_connection = False
+        self.impl = Impl()
 
     def _layer(self, i: int, xs: list[Tensor], update: bool) -> Tensor:
         w = self.weights[i]
         w = w[:, self.c0:] if update else w[:, : self.c0 + i * self.k]
         bn = self.bn_update[i] if update else self.bn_init[i]
-        h = self.drop(bn_relu_conv(xs, bn, w, w.shape[-1] // 2, self.per_connection))
+        h = self.drop(bn_relu_conv(xs, bn, w, w.shape[-1] // 2, self.impl))
         if self.weights3 is not None:
             bn3 = self.bn3_update[i] if update else self.bn3_init[i]
-            h = self.drop(F.conv2d(F.relu(bn3(h)), self.weights3[i], padding=1))
+            h = self.drop(bn_relu_conv([h], bn3, self.weights3[i], 1, self.impl))
         return h
 
     def forward(self, x0: Tensor) -> list[Tensor]:  # (N, C0, H, W) -> s x (N, k, H, W)
