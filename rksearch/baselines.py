@@ -66,6 +66,18 @@ class BaselineSpec(BaseModel):
         """Trainable parameters and FLOPs of ``build()``, measured at the spec's input size."""
         return _count(self)
 
+    def choices(self) -> str:
+        """One line of what the name does not say (the trials table's ``choices`` column)."""
+        raise NotImplementedError
+
+    def scaled(self, width: float) -> "BaselineSpec":
+        """The proxy's narrower copy, as :meth:`RKNetSpec.scaled`: the growth rate and the stem's
+        width (every RKNet width derives from its growth rates) times ``width``, at least 1."""
+        if width == 1:
+            return self
+        return self.replace(growth_rate=max(1, round(self.growth_rate * width)),
+                            init_channels=max(1, round(self.init_channels * width)))
+
     def resolutions(self) -> list[int]:
         """Feature-map side length in each block (the RKNet's stem and 2x2 pooling transitions)."""
         n = self.input_size
@@ -86,6 +98,9 @@ class BaselineSpec(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
 
     def to_yaml(self, header: str = "") -> str:
         """YAML with one line per field, lists in flow style (``block_config: [6, 12, 24, 16]``)."""
@@ -171,6 +186,9 @@ class DenseNetSpec(BaselineSpec):
         variant = ("B" if self.bottleneck else "") + ("C" if self.compression < 1 else "")
         return "DenseNet" + (f"-{variant}" if variant else "") + f"-{self.depth}-k{self.growth_rate}"
 
+    def choices(self) -> str:
+        return f"k={self.growth_rate} blocks=" + "/".join(map(str, self.block_config))
+
     def block_widths(self) -> list[tuple[int, int]]:
         """(input, output) channels of each dense block: the output concatenates n growths of k."""
         widths, c = [], self.init_channels
@@ -226,6 +244,9 @@ class CliqueNetSpec(BaselineSpec):
         flags = ("A" if self.attention else "") + ("B" if self.bottleneck else "") + ("C" if self.compression < 1 else "")
         extra = f"-{self.blocks}blocks" if self.blocks != 3 else ""
         return f"CliqueNet-T{self.T}-k{self.growth_rate}{extra}" + (f"-{flags}" if flags else "")
+
+    def choices(self) -> str:
+        return f"k={self.growth_rate} T={self.T} blocks={self.blocks}"
 
     def block_inputs(self) -> list[int]:
         """Channels of x0 in each block: the stem's, then the transitions' (T/blocks * k)."""
@@ -300,7 +321,24 @@ def baseline_spec(name: str, **fields: Any) -> BaselineSpec:
     return BaselineSpec.from_dict({**data, **{k: v for k, v in fields.items() if v is not None}})
 
 
-def load_any_spec(path: str | Path) -> RKNetSpec | BaselineSpec:
+AnySpec = RKNetSpec | BaselineSpec
+"""What a trainer, a proxy and a study trial take: both kinds offer ``name``, ``build()``,
+``count()``, ``scaled()``, ``to_dict()``/``to_json()``/``to_yaml()`` and the input fields."""
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def any_spec_from_dict(data: Any, *, source: str | Path | None = None) -> AnySpec:
+    """A baseline spec when ``data`` has a ``baseline`` key, an RKNet spec otherwise."""
+    if isinstance(data, dict) and "baseline" in data:
+        return BaselineSpec.from_dict(data, source=source)
+    if isinstance(data, dict) and "rknet" not in data and source is not None:
+        raise RKSearchError(
+            "not an RKNet spec ('rknet: 1'), nor a baseline spec ('baseline: densenet|cliquenet')", source=source
+        )
+    return RKNetSpec.from_dict(data, source=source)
+
+
+def load_any_spec(path: str | Path) -> AnySpec:
     """An RKNet spec (``rknet: 1``) or a baseline spec (``baseline: ...``) from a YAML/JSON file."""
     text = read_text(path)
     if str(path).endswith(".json"):
@@ -310,10 +348,21 @@ def load_any_spec(path: str | Path) -> RKNetSpec | BaselineSpec:
             raise RKSearchError(f"malformed JSON: {e}", source=path) from None
     else:
         data = parse_yaml(text, path)
-    if isinstance(data, dict) and "baseline" in data:
-        return BaselineSpec.from_dict(data, source=path)
-    if isinstance(data, dict) and "rknet" not in data:
-        raise RKSearchError(
-            "neither an RKNet spec ('rknet: 1') nor a baseline spec ('baseline: densenet|cliquenet')", source=path
-        )
-    return RKNetSpec.from_dict(data, source=path)
+    return any_spec_from_dict(data, source=path)
+
+
+def resolve_any_spec(arg: str | Path) -> AnySpec:
+    """A spec file, or else a baseline name (``rksearch train densenet-bc-100``).
+
+    An existing path or a spec suffix reads the file; a word starting with densenet/cliquenet is a
+    name (its grammar errors are the useful ones); anything else is neither, in one message.
+    """
+    text = str(arg)
+    if Path(text).exists() or text.endswith(SPEC_SUFFIXES):
+        return load_any_spec(text)
+    if text.strip().lower().startswith(("densenet", "cliquenet")):
+        try:
+            return baseline_spec(text)
+        except RKSearchError as e:
+            raise RKSearchError(e.message, source=text) from None
+    raise RKSearchError(f"no such spec file, and not a baseline name ({NAMES_HELP})", source=text)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .baseline_trials import BASELINE
+from .baselines import AnySpec
 from .errors import RKSearchError
 from .pareto import front
-from .spec import RKNetSpec, save_spec
+from .spec import save_spec
 from .study import Study, load_study
 
 PICKS = ("knee", "best-accuracy", "min-flops", "trial:N")
@@ -34,7 +36,7 @@ class Pick:
 
     study: Study
     number: int
-    spec: RKNetSpec
+    spec: AnySpec
     row: pd.Series
     reason: str
 
@@ -80,8 +82,9 @@ def _limits(max_flops: float | None, max_params: float | None) -> list[tuple[str
 def pick(study: Study, how: str = "knee", *, max_flops: float | None = None, max_params: float | None = None) -> Pick:
     """The trial ``how`` names: ``knee``, ``best-accuracy``, ``min-flops`` or ``trial:N``.
 
-    ``max_flops`` / ``max_params`` bound the full spec's counts. Only COMPLETE trials are
-    candidates for the first three; ``trial:N`` may name a pruned trial (its accuracy is partial).
+    ``max_flops`` / ``max_params`` bound the full spec's counts. Only COMPLETE searched trials are
+    candidates for the first three (a baseline is not what the search found); ``trial:N`` may name
+    a pruned trial (its accuracy is partial) or a baseline.
     """
     number = _trial_number(how)
     limits = _limits(max_flops, max_params)
@@ -126,6 +129,8 @@ def _explicit(study: Study, number: int, limits: list[tuple[str, float, str]]) -
         if not row[col] <= lim:
             raise RKSearchError(f"trial {number} has {col} {row[col]:.4g} > {lim:.4g}", source=study.path, field=flag)
     reason = "asked for by number"
+    if row["kind"] == BASELINE:
+        reason += f"; a baseline ({row['name']}), trained beside the search, not found by it"
     if row["state"] == "PRUNED":
         reason += "; it was PRUNED, so its accuracy comes from a shortened proxy"
     return _make(study, number, reason)

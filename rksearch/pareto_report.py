@@ -56,6 +56,7 @@ class ParetoReport:
         out = [s.summary(), f"objectives: {objs}; reference point: {ref}"]
         out += f.notes
         out.append(f"hypervolume: {f.hypervolume:.6g} ({f.hv_unit})")
+        out += self.baseline_lines()
         steps = self.history[self.history["hypervolume"].diff().fillna(self.history["hypervolume"]) > 0]
         if len(steps):
             shown = steps.tail(HISTORY_SHOWN)
@@ -63,6 +64,15 @@ class ParetoReport:
             out.append("hypervolume history (trial: value where it grew): " + more
                        + ", ".join(f"{int(n)}: {v:.4g}" for n, v in zip(shown["number"], shown["hypervolume"])))
         return out
+
+    def baseline_lines(self) -> list[str]:
+        """One line per completed baseline: measured under the same proxy, kept off the front."""
+        b = self.study.baselines
+        if b.empty:
+            return []
+        return ["baselines (same proxy, not on the front or in the hypervolume):"] + [
+            f"  trial {int(r['number'])} {r['name']}: accuracy {_cell(r['accuracy'], 'accuracy')} %, "
+            f"{_cell(r['flops'], 'flops')} GFLOPs, {_cell(r['params'], 'params')} M params" for _, r in b.iterrows()]
 
     def html(self, *, paper: bool = False, include_plotlyjs: bool | str = True) -> str:
         """One page: the front and the hypervolume history."""

@@ -14,6 +14,7 @@ from .study import OBJECTIVES, Study, choice_effects, parse_objectives
 
 FADED = "rgba(120, 120, 120, 0.35)"
 FRONT = "#d62728"
+BASELINE = "#1f77b4"
 PALETTE = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 HOVER = "trial %{customdata[0]}: %{customdata[1]}<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>"
 
@@ -110,13 +111,26 @@ def pareto_figure(study: Study, objectives: Sequence[str] | str | None = None, *
         fig.add_trace(_scatter(knee, objectives, coords, mode="markers", name=f"knee (trial {f.knee})",
                                marker=dict(color="gold", symbol="diamond" if mode3 else "star", size=8 if mode3 else 18,
                                            line=dict(color="black", width=1))))
-    xs = [done[coords[0]] * axis(coords[0])[0]]
+    baselines = study.baselines.dropna(subset=list(objectives))
+    if len(baselines):
+        fig.add_trace(_baseline_trace(baselines, objectives, coords))
+    xs = [done[coords[0]] * axis(coords[0])[0], baselines[coords[0]] * axis(coords[0])[0]]
     if paper and not mode3:
         for t in _paper_traces(*coords):
             fig.add_trace(t)
             xs.append(np.asarray(t.x))
     _layout(fig, study, f, coords, xs, title)
     return fig
+
+
+def _baseline_trace(baselines: pd.DataFrame, objectives: Sequence[str],
+                    coords: Sequence[str]) -> go.Scatter | go.Scatter3d:
+    """The study's baselines, labelled by name: measured under the same proxy, never on the front."""
+    mode3 = len(coords) == 3
+    return _scatter(baselines, objectives, coords, mode="markers+text", text=baselines["name"],
+                    textposition="top center", name=f"baselines ({len(baselines)}, same proxy, not searched)",
+                    marker=dict(color=BASELINE, symbol="square-open" if mode3 else "square", size=6 if mode3 else 11,
+                                line=dict(color="black", width=1)))
 
 
 def _layout(fig: go.Figure, study: Study, f: Front, coords: Sequence[str], xs: list, title: str | None) -> None:

@@ -7,9 +7,8 @@ from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .count import count
+from .baselines import AnySpec
 from .data import Dataset, load_dataset, split_dataset
-from .spec import RKNetSpec
 from .train import EpochMetrics, TrainConfig, fit
 
 
@@ -31,7 +30,7 @@ class ProxyConfig(BaseModel):
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=0.1, gt=0)
-    width: float = Field(default=1.0, gt=0, description="multiplier on every growth rate")
+    width: float = Field(default=1.0, gt=0, description="multiplier on every growth rate (and a baseline's stem width)")
     augment: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -45,7 +44,7 @@ def _dataset(name: str, root: Optional[str]) -> Dataset:
     return load_dataset(name, root)
 
 
-def proxy_evaluate(spec: RKNetSpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None) -> dict:
+def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None) -> dict:
     """Train ``spec.scaled(cfg.width)`` briefly and return its validation accuracy and costs.
 
     ``report`` gets {epoch, accuracy, loss, images_per_s, seconds} after every epoch; an exception
@@ -63,7 +62,7 @@ def proxy_evaluate(spec: RKNetSpec, cfg: ProxyConfig, report: Callable[[dict], N
                 "seconds": time.perf_counter() - start})
 
     result = fit(trained, splits, train_cfg, on_epoch=on_epoch if report else None)
-    full, small = count(spec), count(trained)
+    full, small = spec.count(), trained.count()
     last = result.history[-1]
     return {
         "accuracy": last.val_accuracy, "val_loss": last.val_loss, "train_loss": last.train_loss,

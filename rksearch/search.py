@@ -24,14 +24,17 @@ from typing import Any, Callable, Optional
 import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .count import count
+from .baseline_trials import BASELINE, SearchedOnly, is_baseline, start_baseline_trial, trained_baselines
+from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
 from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
+from .space_parse import Baseline
 from .spec import RKNetSpec
 
 MAXIMIZE = {"accuracy", "throughput"}
@@ -80,6 +83,11 @@ def _enable_wal(path: Path) -> None:
 
 
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The space's sampler, blind to baseline trials (see :mod:`rksearch.baseline_trials`)."""
+    return SearchedOnly(_sampler(space))
+
+
+def _sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     s, seed = space.search.sampler, space.search.seed
     if s == "tpe":
         with warnings.catch_warnings():  # group=True is "experimental" and the right thing for conditional spaces
@@ -99,7 +107,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
 
 # -- the searcher ----------------------------------------------------------------------------
 
-def spec_key(spec: RKNetSpec) -> str:
+def spec_key(spec: AnySpec) -> str:
     return spec.to_json()
 
 
@@ -109,6 +117,7 @@ class Tally:
 
     trained: int = 0
     pruned: int = 0
+    baselines: int = 0
     failed: int = 0
     skipped: int = 0
     running: int = 0
@@ -118,7 +127,8 @@ class Tally:
 
 class RKSearcher(OptunaSearch):
     """OptunaSearch that settles infeasible and repeated candidates without training them and
-    records every trial's outcome in the study."""
+    records every trial's outcome in the study. The space's baselines not yet trained in the
+    study come first, each as a trial of its own that no sampler sees."""
 
     def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str, **kwargs: Any):
         self.space = space
@@ -136,9 +146,13 @@ class RKSearcher(OptunaSearch):
             storage=storage,
             **kwargs,
         )
-        for t in self._ot_study.get_trials(deepcopy=False):  # a driver killed mid-trial left no outcome
-            if t.user_attrs.get("outcome") in DONE and t.user_attrs.get("spec_key"):
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for t in trials:  # a driver killed mid-trial left no outcome
+            if t.user_attrs.get("outcome") in DONE and t.user_attrs.get("spec_key") and not is_baseline(t.user_attrs):
                 self._trained[t.user_attrs["spec_key"]] = t.number
+        done = trained_baselines(trials, DONE)
+        # the baselines this run trains, in the space's order, each tried once per run
+        self.pending_baselines = [b for b in space.baselines if spec_key(b.spec) not in done]
 
     @property
     def study(self) -> optuna.Study:
@@ -149,11 +163,13 @@ class RKSearcher(OptunaSearch):
         return {"spec": spec.to_dict(), "trial_number": trial.number}
 
     def suggest(self, trial_id: str) -> Optional[dict]:
+        if self.pending_baselines:
+            return self._suggest_baseline(trial_id, self.pending_baselines.pop(0))
         for _ in range(MAX_PROPOSALS):
             config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             spec = RKNetSpec.from_dict(config["spec"])
-            c = count(spec)
+            c = spec.count()
             key = spec_key(spec)
             ot_trial.set_user_attr("driver", self.driver)
             for k, v in {"spec": spec.to_yaml(), "spec_key": key, "name": spec.name, "flops": c.flops,
@@ -185,6 +201,17 @@ class RKSearcher(OptunaSearch):
             source=self.space.source, field="constraints",
         )
 
+    def _suggest_baseline(self, trial_id: str, baseline: Baseline) -> dict:
+        spec = baseline.spec
+        c = spec.count()
+        ot_trial = start_baseline_trial(self._ot_study, {
+            "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": spec_key(spec),
+            "name": baseline.label, "flops": c.flops, "params": c.params})
+        self._ot_trials[trial_id] = ot_trial
+        self.tally.running += 1
+        return {"spec": spec.to_dict(), "trial_number": ot_trial.number, BASELINE: baseline.label,
+                "proxy": self.proxy, "objectives": list(self.space.objectives)}
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Multi-objective Optuna takes no intermediate values; nothing to do here."""
 
@@ -214,7 +241,10 @@ class RKSearcher(OptunaSearch):
             self.tally.failed += 1
         else:
             state, outcome = TrialState.COMPLETE, TRAINED
-            self.tally.trained += 1
+            if is_baseline(ot_trial.user_attrs):
+                self.tally.baselines += 1
+            else:
+                self.tally.trained += 1
         self.tally.train_seconds += float(result.get("seconds") or result.get("time_total_s") or 0.0)
         for k, v in {**attrs, "outcome": outcome}.items():
             ot_trial.set_user_attr(k, v)
@@ -257,9 +287,9 @@ def run_trial(config: dict[str, Any]) -> None:
 
     from .proxy import proxy_evaluate
 
-    spec = RKNetSpec.from_dict(config["spec"])
+    spec = any_spec_from_dict(config["spec"])
     proxy = ProxyConfig.model_validate(config["proxy"])
-    c = count(spec)
+    c = spec.count()
     static = {"flops": c.flops, "params": c.params, "hostname": socket.gethostname(),
               "node": ray.get_runtime_context().get_node_id()}
     fault = _fault(config["trial_number"])
@@ -333,14 +363,12 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def measure_latency_ms(spec: RKNetSpec, device: str = "auto", repeats: int = 10) -> float:
+def measure_latency_ms(spec: AnySpec, device: str = "auto", repeats: int = 10) -> float:
     """Median inference time of one image through the full model on the trial's device."""
     import torch
 
-    from .models import build_model
-
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model = build_model(spec).to(dev).eval()
+    model = spec.build().to(dev).eval()
     x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size, device=dev)
     times = []
     with torch.inference_mode():
@@ -407,7 +435,9 @@ def fail_stale_trials(study: optuna.Study) -> int:
 
 
 def count_done(study: optuna.Study) -> int:
-    return sum(t.user_attrs.get("outcome") in DONE for t in study.get_trials(deepcopy=False))
+    """Searched trials done: what ``search.trials`` counts (baselines come on top)."""
+    return sum(t.user_attrs.get("outcome") in DONE and not is_baseline(t.user_attrs)
+               for t in study.get_trials(deepcopy=False))
 
 
 def check_has_candidates(space: SearchSpace) -> None:
@@ -487,7 +517,6 @@ def run_search(
     duplicate proposals and failures do not count. Running it again continues the study.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -518,24 +547,25 @@ def run_search(
     enqueue_prescreened(study, space, wanted)
     done = count_done(study)
     ray_seconds = 0.0
-    if done < wanted:
+    if done < wanted or searcher.pending_baselines:
         ray_seconds = init_ray(address or space.search.address, space)
         resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
         scheduler = None
         if space.search.scheduler.kind == "asha" and space.proxy.epochs > 1:
-            scheduler = ASHAScheduler(
+            scheduler = _SearchedASHA(
                 time_attr="epoch", metric="accuracy", mode="max", max_t=space.proxy.epochs,
                 grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
                 reduction_factor=space.search.scheduler.reduction_factor,
             )
         with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir:
-            while done < wanted:
+            while done < wanted or searcher.pending_baselines:
                 if max_failures is not None and searcher.tally.failed > max_failures:
                     break
                 tuner = tune.Tuner(
                     tune.with_resources(run_trial, resources),
                     tune_config=tune.TuneConfig(
-                        search_alg=searcher, scheduler=scheduler, num_samples=wanted - done,
+                        search_alg=searcher, scheduler=scheduler,
+                        num_samples=max(0, wanted - done) + len(searcher.pending_baselines),
                         max_concurrent_trials=space.search.concurrency, reuse_actors=True,
                     ),
                     run_config=tune.RunConfig(
@@ -546,7 +576,7 @@ def run_search(
                 )
                 tuner.fit()
                 new_done = count_done(study)
-                if new_done == done and searcher.tally.failed == 0:
+                if new_done == done and searcher.tally.failed == 0 and not searcher.pending_baselines:
                     break
                 done = new_done
     report = write_outputs(study_dir, url)
@@ -558,6 +588,22 @@ def run_search(
             f"{searcher.tally.reasons[-1]}", source=space.source, field="search.max_failures",
         )
     return result
+
+
+class _SearchedASHA(ASHAScheduler):
+    """ASHA over the searched trials only: a baseline gets the whole proxy, and its accuracy
+    never moves a rung's cut-off for the candidates."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if trial.config.get(BASELINE):
+            return self.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if trial.config.get(BASELINE):
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
 
 
 class _FailureStop(Stopper):
@@ -606,9 +652,12 @@ def summarise(searcher: RKSearcher, elapsed: float) -> str:
     from .study import OBJECTIVES
 
     t, space = searcher.tally, searcher.space
-    complete = searcher.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [tr for tr in searcher.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if not is_baseline(tr.user_attrs)]
     line = (f"[bold]{space.name}[/] {elapsed:5.0f}s  done {t.trained + t.pruned} (trained {t.trained}, "
             f"pruned {t.pruned})  running {t.running}  failed {t.failed}  skipped {t.skipped}")
+    if t.baselines:
+        line += f"  baselines {t.baselines}"
     if not complete:
         return line
     values = np.array([tr.values for tr in complete], dtype=float)

@@ -29,8 +29,8 @@ from .errors import RKSearchError, from_validation_error
 from .proxy import ProxyConfig
 from .space_config import OBJECTIVES, Constraints, SearchConfig, parse_objectives, parse_reference_point
 from .space_parse import (
-    GLOBAL_FIELDS, PERIOD_FIELDS, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_candidates,
-    parse_network, parse_periods,
+    GLOBAL_FIELDS, PERIOD_FIELDS, Baseline, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure,
+    parse_baselines, parse_candidates, parse_network, parse_periods,
 )
 from .spec import RKNetSpec, parse_yaml, read_text
 
@@ -101,6 +101,8 @@ class SearchSpace:
     _objectives: tuple[str, ...] = ("accuracy", "flops")
     _reference_point: tuple[tuple[str, float], ...] | None = None
     candidates: CandidatesSpace | None = None
+    baselines: tuple[Baseline, ...] = ()
+    """Known networks each trained once per study under the same proxy, apart from the search."""
 
     @property
     def objectives(self) -> list[str]:
@@ -279,8 +281,8 @@ class SearchSpace:
 
 
 
-TOP_KEYS = ("name", "network", "periods", "candidates", "constraints", "objectives", "proxy", "search", "storage",
-            "reference_point")
+TOP_KEYS = ("name", "network", "periods", "candidates", "baselines", "constraints", "objectives", "proxy", "search",
+            "storage", "reference_point")
 GRID_LIMIT = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -320,6 +322,7 @@ def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:
         _objectives=objectives,
         _reference_point=parse_reference_point(data.get("reference_point"), objectives, chk),
         candidates=candidates,
+        baselines=parse_baselines(data.get("baselines"), network, chk),
     )
     _check_search(space, chk)
     return space

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .baselines import BaselineSpec, baseline_spec
 from .domain import Checker, Domain
 from .errors import RKSearchError
 from .spec import PeriodSpec, RKNetSpec, parse_name
@@ -245,3 +246,70 @@ def _per_period_value(raw: Any, where: str, name: str, chk: Checker) -> tuple[An
             raise chk.fail(where, "an empty list; give one value for every period or one per period")
         return [check(v, f"{where}.{j}") for j, v in enumerate(raw)], where
     return check(raw, where), where
+
+
+# -- baselines: known networks trained beside the search ---------------------------------------
+
+BASELINE_HELP = ("a baseline name (densenet-bc-100, cliquenet, ...), {name: densenet-bc-100, growth_rate: 24, ...} "
+                 "or {baseline: densenet|cliquenet, ...} with the baseline spec's fields")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One ``baselines:`` entry: a network trained once per study under the space's proxy."""
+
+    label: str
+    spec: BaselineSpec
+
+
+def parse_baselines(raw: Any, network: NetworkSpace, chk: Checker) -> tuple[Baseline, ...]:
+    """``baselines:`` as a list of names or mappings; each gets the network's fixed fields (stem,
+    channels, classes, input size), since it trains on the same proxy data as the searched specs."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise chk.fail("baselines", f"expected a non-empty list; each item {BASELINE_HELP}")
+    out: list[Baseline] = []
+    for i, entry in enumerate(raw):
+        where = f"baselines.{i}"
+        item = _baseline(entry, where, network, chk)
+        for j, known in enumerate(out):
+            if known.spec == item.spec:
+                raise chk.fail(where, f"{item.spec.name} repeats item {j}: the same spec")
+            if known.label == item.label:
+                raise chk.fail(where, f"{item.label} is item {j}'s label too; give one of them its own (label: ...)")
+        out.append(item)
+    return tuple(out)
+
+
+def _baseline(entry: Any, where: str, network: NetworkSpace, chk: Checker) -> Baseline:
+    """One entry's label and spec; errors name the entry, or its key when it is a mapping."""
+    if isinstance(entry, str):
+        return _baseline_spec({"name": entry}, where, network, chk, keyed=False)
+    if not isinstance(entry, dict):
+        raise chk.fail(where, f"expected {BASELINE_HELP}; got {entry!r}")
+    if ("name" in entry) == ("baseline" in entry):
+        raise chk.fail(where, "give either name (a baseline name) or baseline (densenet or cliquenet), "
+                              "not both or neither")
+    for key in FIXED_FIELDS:
+        if key in entry:
+            raise chk.fail(f"{where}.{key}",
+                           f"set by network.{key} for every baseline (they train on the proxy's data)")
+    label = entry.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise chk.fail(f"{where}.label", f"expected a non-empty text, got {label!r}")
+    return _baseline_spec(entry, where, network, chk, keyed=True)
+
+
+def _baseline_spec(entry: dict, where: str, network: NetworkSpace, chk: Checker, *, keyed: bool) -> Baseline:
+    fields = {k: v for k, v in entry.items() if k not in ("name", "label")}
+    try:
+        if "name" not in entry:
+            spec = BaselineSpec.from_dict({**fields, **network.fixed})
+        elif isinstance(entry["name"], str):
+            spec = baseline_spec(entry["name"], **fields, **network.fixed)
+        else:
+            raise RKSearchError(f"expected a baseline name, got {entry['name']!r}", field="name")
+    except RKSearchError as e:
+        raise chk.fail(f"{where}.{e.field}" if e.field and keyed else where, e.message) from None
+    return Baseline(entry.get("label") or spec.name, spec)

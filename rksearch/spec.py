@@ -11,12 +11,18 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RKSearchError, from_validation_error
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .baselines import BaselineSpec
+    from .count import Counts
 
 FORMAT_VERSION = 1
 
@@ -116,6 +122,18 @@ class RKNetSpec(_Frozen):
         flags = ("A" if self.attention else "") + ("B" if self.bottleneck else "")
         return f"{prefix}-{body}" + (f"-{flags}" if flags else "")
 
+    def build(self) -> "nn.Module":
+        """The PyTorch module (``build_model``); baseline specs offer the same method."""
+        from .models import build_model
+
+        return build_model(self)
+
+    def count(self) -> "Counts":
+        """Analytic params and FLOPs (:func:`rksearch.count.count`); baseline specs offer the same method."""
+        from .count import count
+
+        return count(self)
+
     # -- derived specs ---------------------------------------------------------------------
 
     def replace(self, **changes: Any) -> "RKNetSpec":
@@ -212,7 +230,7 @@ def load_spec(path: str | Path) -> RKNetSpec:
     return RKNetSpec.from_yaml(text, source=path)
 
 
-def save_spec(spec: RKNetSpec, path: str | Path, header: str = "") -> None:
+def save_spec(spec: "RKNetSpec | BaselineSpec", path: str | Path, header: str = "") -> None:
     """Write atomically, so an interrupted write never leaves half a spec behind."""
     p = Path(path)
     text = spec.to_json(indent=2) + "\n" if p.suffix == ".json" else spec.to_yaml(header)

@@ -16,8 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from .baseline_trials import BASELINE, KIND, SEARCH, is_baseline
+from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
-from .spec import RKNetSpec
+from .spec import RKNetSpec, parse_yaml
 
 DB_NAME = "optuna.db"
 DEFAULT_OBJECTIVES = ("accuracy", "flops")
@@ -90,7 +92,7 @@ class Study:
     space: str | None
     proxy: dict[str, Any]
     trials: pd.DataFrame
-    specs: dict[int, RKNetSpec] = field(repr=False, default_factory=dict)
+    specs: dict[int, AnySpec] = field(repr=False, default_factory=dict)
 
     @property
     def db(self) -> Path:
@@ -102,13 +104,19 @@ class Study:
 
     @cached_property
     def completed(self) -> pd.DataFrame:
-        """COMPLETE trials only: the only ones with full-proxy results, so the only front candidates."""
-        return self.trials[self.trials["state"] == "COMPLETE"]
+        """COMPLETE searched trials: the only ones with full-proxy results that the search found, so
+        the only front candidates (baselines are :attr:`baselines`)."""
+        return self.trials[(self.trials["state"] == "COMPLETE") & (self.trials[KIND] == SEARCH)]
+
+    @cached_property
+    def baselines(self) -> pd.DataFrame:
+        """COMPLETE baseline trials: known networks trained under the same proxy, shown beside the front."""
+        return self.trials[(self.trials["state"] == "COMPLETE") & (self.trials[KIND] == BASELINE)]
 
     def state_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.trials["state"].value_counts().items()}
 
-    def spec(self, number: int) -> RKNetSpec:
+    def spec(self, number: int) -> AnySpec:
         """The full spec trial ``number`` evaluated."""
         try:
             return self.specs[number]
@@ -118,7 +126,10 @@ class Study:
     def summary(self) -> str:
         counts = self.state_counts()
         parts = ", ".join(f"{counts[s]} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING") if counts.get(s))
-        return f"study {self.name} ({self.path}): {len(self.trials)} trials" + (f": {parts}" if parts else "")
+        baselines = int((self.trials[KIND] == BASELINE).sum())
+        head = f"study {self.name} ({self.path}): {len(self.trials)} trials"
+        head += f", {baselines} of them baselines" if baselines else ""
+        return head + (f": {parts}" if parts else "")
 
 
 # -- reading the database --------------------------------------------------------------------
@@ -201,7 +212,7 @@ def load_study(study_dir: str | Path, *, name: str | None = None) -> Study:
             f"objectives {list(objectives)} need directions {list(wanted)}, the study has {list(stored)}",
             source=db, field="user_attrs.objectives",
         )
-    specs: dict[int, RKNetSpec] = {}
+    specs: dict[int, AnySpec] = {}
     frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=db)
     return Study(
         path=path, name=name, objectives=objectives,
@@ -211,7 +222,7 @@ def load_study(study_dir: str | Path, *, name: str | None = None) -> Study:
 
 
 def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list | None = None,
-                 specs: dict[int, RKNetSpec] | None = None, source: str | Path | None = None) -> pd.DataFrame:
+                 specs: dict[int, AnySpec] | None = None, source: str | Path | None = None) -> pd.DataFrame:
     """One row per trial of an ``optuna.Study`` (what :attr:`Study.trials` holds).
 
     ``objectives`` default to the study's ``objectives`` attr; ``specs``, when given, receives
@@ -252,15 +263,17 @@ def _reference(value: Any, objectives: Sequence[str], db: Path) -> dict[str, flo
     return ref
 
 
-def _row(trial, objectives: Sequence[str], specs: dict[int, RKNetSpec], db: str | Path) -> dict[str, Any]:
+def _row(trial, objectives: Sequence[str], specs: dict[int, AnySpec], db: str | Path) -> dict[str, Any]:
     ua = trial.user_attrs
-    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
+                           KIND: BASELINE if is_baseline(ua) else SEARCH}
     row.update({a: ua.get(a) for a in TRIAL_ATTRS})
     text = ua.get("spec")
     spec = None
     if isinstance(text, str):
         try:
-            spec = RKNetSpec.from_yaml(text, source=f"{db}: trial {trial.number} user_attrs.spec")
+            where = f"{db}: trial {trial.number} user_attrs.spec"
+            spec = any_spec_from_dict(parse_yaml(text, where), source=where)
         except RKSearchError:
             if trial.state.name != "FAIL":  # a failed trial may fail precisely on its spec
                 raise
@@ -278,8 +291,11 @@ def _row(trial, objectives: Sequence[str], specs: dict[int, RKNetSpec], db: str 
     return row
 
 
-def spec_columns(spec: RKNetSpec) -> dict[str, Any]:
-    """The choices a search makes, flattened: ``p{i}_method``, ``p{i}_stages``, ..., globals."""
+def spec_columns(spec: AnySpec) -> dict[str, Any]:
+    """The choices a search makes, flattened: ``p{i}_method``, ``p{i}_stages``, ..., globals;
+    a baseline has none of them, only its ``choices`` line."""
+    if not isinstance(spec, RKNetSpec):
+        return {"choices": spec.choices()}
     cols: dict[str, Any] = {"periods": len(spec.periods)}
     for i, p in enumerate(spec.periods):
         cols.update({f"p{i}_{f}": getattr(p, f) for f in PERIOD_FIELDS})
@@ -300,7 +316,7 @@ def choices_text(spec: RKNetSpec) -> str:
 
 
 def _columns(rows: list[dict[str, Any]], objectives: Sequence[str]) -> list[str]:
-    head = ["number", "state", "name", *objectives]
+    head = ["number", "state", "name", *objectives, KIND]
     seen = dict.fromkeys(head)
     for r in rows:
         seen.update(dict.fromkeys(r))

@@ -1,9 +1,10 @@
 """Training with the paper's recipe (Appendix A): SGD, Nesterov momentum 0.9, weight decay
 1e-4, lr 0.1 divided by 10 at 50 % and 75 % of training.
 
-:func:`fit` trains a spec on prepared splits (what a search trial and ``rksearch train`` share);
-:func:`train` adds the run folder: a checkpoint every epoch that ``resume`` continues exactly,
-``metrics.csv``, the final model and the test result.
+:func:`fit` trains a spec on prepared splits (what a search trial and ``rksearch train`` share),
+an RKNet spec or a baseline spec alike, since both build and count themselves. :func:`train`
+adds the run folder: a checkpoint every epoch that ``resume`` continues exactly, ``metrics.csv``,
+the final model and the test result.
 """
 from __future__ import annotations
 
@@ -21,12 +22,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .count import count
+from .baselines import AnySpec
 from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pipeline
 from .data.splits import Dataset, Style
 from .errors import RKSearchError
-from .models import build_model
-from .spec import RKNetSpec, save_spec
+from .spec import save_spec
 
 CHECK_EVERY = 50
 """Steps between checks of the loss for NaN/inf: each check waits for the device."""
@@ -112,7 +112,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
-def check_fits(spec: RKNetSpec, ds: Dataset) -> None:
+def check_fits(spec: AnySpec, ds: Dataset) -> None:
     """The spec must match the data it trains on (errors name the spec field)."""
     if spec.num_classes != ds.num_classes:
         raise RKSearchError(f"is {spec.num_classes} but {ds.name} has {ds.num_classes} classes", field="num_classes")
@@ -126,14 +126,14 @@ def check_fits(spec: RKNetSpec, ds: Dataset) -> None:
 class Trainer:
     """Model, optimiser, schedule and loaders of one run, and its state for checkpoints."""
 
-    def __init__(self, spec: RKNetSpec, splits: Splits, cfg: TrainConfig):
+    def __init__(self, spec: AnySpec, splits: Splits, cfg: TrainConfig):
         self.spec, self.splits, self.cfg = spec, splits, cfg
         self.device = resolve_device(cfg.device)
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
-        self.model = build_model(spec).to(self.device)
+        self.model = spec.build().to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
@@ -252,7 +252,7 @@ class Trainer:
 
 
 def fit(
-    spec: RKNetSpec,
+    spec: AnySpec,
     splits: Splits,
     cfg: TrainConfig,
     *,
@@ -328,7 +328,7 @@ def run_folder(out: Path, resume: bool) -> Iterator[None]:
 
 
 def train(
-    spec: RKNetSpec,
+    spec: AnySpec,
     splits: Splits,
     cfg: TrainConfig,
     out: Path,
@@ -356,13 +356,13 @@ def train(
     return result
 
 
-def _write_outputs(out: Path, spec: RKNetSpec, ds: Dataset, result: FitResult) -> None:
+def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult) -> None:
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     model = {"spec": spec.to_dict(), "state_dict": state, "classes": list(ds.classes), "mean": list(ds.mean),
              "std": list(ds.std)}
     _write_atomic(out / MODEL, lambda tmp: torch.save(model, tmp))
     save_spec(spec, out / SPEC, header=f"{spec.name}, trained on {ds.name}")
-    c = count(spec)
+    c = spec.count()
     last = result.history[-1]
     summary = {
         "name": spec.name, "dataset": ds.name, "epochs": last.epoch, "test_accuracy": result.test_accuracy,

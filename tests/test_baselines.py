@@ -194,7 +194,7 @@ def test_load_any_spec_reads_rknet_specs(tmp_path) -> None:
     save_spec(spec, tmp_path / "r.yaml")
     assert load_any_spec(tmp_path / "r.yaml") == spec
     (tmp_path / "x.yaml").write_text("stem: cifar\n")
-    with pytest.raises(RKSearchError, match="neither an RKNet spec"):
+    with pytest.raises(RKSearchError, match="not an RKNet spec"):
         load_any_spec(tmp_path / "x.yaml")
 
 

@@ -27,6 +27,8 @@ def files(tmp: Path) -> dict[str, Path]:
         "spec_unknown_key.yaml": "rknet: 1\ncolour: red\nperiods: [{method: erk, stages: 2, growth_rate: 4}]\n",
         "spec_wrong_type.yaml": "rknet: 1\nperiods: [{method: erk, stages: two, growth_rate: 4}]\n",
         "not_a_spec.yaml": GOOD_SPACE,
+        "bad_baselines.yaml": GOOD_SPACE + "\nbaselines: [densenet-bc-16-k4, resnet50]\n",
+        "baseline_no_blocks.yaml": "baseline: densenet\ngrowth_rate: 4\n",
     }
     out = {}
     for name, text in made.items():
@@ -62,11 +64,15 @@ CASES = [
     ("run", "missing_root.yaml", [], "proxy.root"),
     ("run", "good_spec.yaml", [], ""),
     ("run", "corrupt_space", [], "database"),
+    ("space", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
+    ("run", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
     ("train", "malformed.yaml", ["--dataset", "demo"], "malformed YAML"),
     ("train", "not_a_spec.yaml", ["--dataset", "demo"], "not an RKNet spec"),
     ("train", "spec_wrong_type.yaml", ["--dataset", "demo"], "periods.0.stages"),
     ("train", "good_spec.yaml", ["--dataset", "imagefolder", "--data-root", "no/such/folder"], "no/such/folder"),
     ("train", "good_spec.yaml", ["--dataset", "imagenet9000"], "imagenet9000"),
+    ("train", "baseline_no_blocks.yaml", ["--dataset", "demo"], "block_config: Field required"),
+    ("train", None, ["resnet50", "--dataset", "demo"], "resnet50: no such spec file, and not a baseline name"),
     ("pareto", "empty_dir", [], "optuna.db"),
     ("pareto", "corrupt_study", [], "not an SQLite database"),
     ("pareto", "good_spec.yaml", [], "study folder"),

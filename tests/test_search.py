@@ -115,3 +115,39 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.user_attrs["epochs"] == 3
+
+
+def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
+    baselines = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
+    space = make_space(tmp_path, "with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
+                       search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 2})
+    out = tmp_path / "studies"
+    r = rksearch("run", str(space), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    study_dir = out / "with_baselines"
+    study = load(study_dir)
+    marked = [t for t in study.trials if t.user_attrs.get("kind") == "baseline"]
+    assert [t.user_attrs["baseline"] for t in marked] == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
+    for t in marked:  # the whole proxy (ASHA never stops a baseline), the searched trials' attrs
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["epochs"] == 2 and t.params == {}
+        for key in ("spec", "spec_key", "name", "flops", "params", "accuracy", "trained_flops", "ray_trial_id"):
+            assert key in t.user_attrs, key
+    searched = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned") and t not in marked]
+    assert len(searched) == 2  # search.trials counts the searched trials only
+    assert "Pareto front" in r.stdout and "baselines (same proxy" in r.stdout
+
+    r = rksearch("run", str(space), "--out", str(out), "--trials", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = [t for t in load(study_dir).trials if t.user_attrs.get("kind") == "baseline"]
+    assert [(t.number, t.user_attrs["ray_trial_id"]) for t in again] == \
+        [(t.number, t.user_attrs["ray_trial_id"]) for t in marked]  # not trained again
+
+    csv = pd.read_csv(study_dir / "trials.csv")
+    assert list(csv.loc[csv["kind"] == "baseline", "name"]) == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
+    html = (study_dir / "pareto.html").read_text()
+    assert "baselines (2, same proxy, not searched)" in html and "CliqueNet-T6-k4" in html
+    r = rksearch("pareto", str(study_dir))
+    front_table = r.stdout.split("Pareto front:")[1]
+    assert r.returncode == 0 and "DenseNet-BC" not in front_table and "CliqueNet" not in front_table
+    r = rksearch("export", str(study_dir), "--pick", "best-accuracy", "-o", str(tmp_path / "best.yaml"))
+    assert r.returncode == 0 and "rknet: 1" in (tmp_path / "best.yaml").read_text()

@@ -13,7 +13,7 @@ from ._app import app, out
 @app.command()
 def run(
     space_file: Path = typer.Argument(..., help="A search-space YAML file (see search_spaces/)."),
-    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Trials to have done (trained or pruned); default: the space's search.trials."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Searched trials to have done (trained or pruned; baselines come on top); default: the space's search.trials."),
     fresh: bool = typer.Option(False, "--fresh", help="Move the existing study aside and start over."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (e.g. 127.0.0.1:6379 or auto)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in <out>/<name>/optuna.db)."),
@@ -37,15 +37,18 @@ def run(
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
                             max_failures=max_failures, on_update=update)
     t = result.tally
+    baselines = f" and {t.baselines} baselines" if t.baselines else ""
     out.print(
-        f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}, pruned {t.pruned}, "
-        f"failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
+        f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}{baselines}, "
+        f"pruned {t.pruned}, failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
         f"framework share {100 * result.framework_share:.0f} %"
     )
     for reason in t.reasons[-5:]:
         out.print(f"  failed: {reason}")
     if result.report is not None:
         out.print(result.report.table())
+        for line in result.report.baseline_lines():
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html")
     else:
         out.print(f"study {result.study_name} in {result.storage}")

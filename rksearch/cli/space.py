@@ -47,7 +47,13 @@ def _summary(path: Path, n: int, seed: int) -> dict[str, Any]:
         "trials": space.search.trials,
         "parameters": {name: d.to_json() for name, d in space.parameters().items()},
         "samples": samples,
+        "baselines": [_baseline(b.label, b.spec) for b in space.baselines],
     }
+
+
+def _baseline(label: str, spec) -> dict[str, Any]:
+    c = spec.count()
+    return {"label": label, "name": spec.name, "flops": c.flops, "params": c.params, "spec": spec.to_dict()}
 
 
 def _render(info: dict[str, Any]):
@@ -83,7 +89,11 @@ def _render(info: dict[str, Any]):
     for s in info["samples"]:
         samples.add_row(s["name"], s["growth_rate"], s["m"], f"{s['flops'] / 1e9:.3f}", f"{s['params'] / 1e6:.3f}",
                         "yes" if s["feasible"] else "[red]no[/]")
-    return Group(head, params, *([samples] if info["samples"] else []))
+    baselines = Table("baseline", "name", "GFLOPs", "M params", box=None, title_justify="left",
+                      title="baselines (trained once per study under the same proxy, apart from the search)")
+    for b in info["baselines"]:
+        baselines.add_row(b["label"], b["name"], f"{b['flops'] / 1e9:.3f}", f"{b['params'] / 1e6:.3f}")
+    return Group(head, params, *([samples] if info["samples"] else []), *([baselines] if info["baselines"] else []))
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``rksearch train``: full training of an exported spec, with a progress bar."""
+"""``rksearch train``: full training of an exported spec or a baseline, with a progress bar."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,8 @@ from ._app import app, err, out
 
 @app.command()
 def train(
-    spec_file: Path = typer.Argument(..., help="An exported spec (YAML or JSON)."),
+    spec_file: Path = typer.Argument(..., metavar="SPEC", help="A spec file (YAML or JSON: an RKNet or a baseline spec) "
+                                     "or a baseline name such as densenet-bc-100 or cliquenet-t12-k36."),
     dataset: str = typer.Option(..., "--dataset", help="demo, imagefolder, cifar10, cifar100 or svhn."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Dataset folder (or .zip for imagefolder)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
@@ -31,16 +32,16 @@ def train(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec file name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
-    """Train a spec with the paper's recipe; checkpoint, metrics.csv, model and test result go to --out."""
+    """Train a spec or a baseline with the paper's recipe; checkpoint, metrics.csv, model and test result to --out."""
     from pydantic import ValidationError
 
     from ..data import DataOptions, load_splits
     from ..errors import RKSearchError, from_validation_error
-    from ..spec import load_spec
+    from ..baselines import resolve_any_spec
     from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
     from ..train import train as train_spec
 
-    spec = load_spec(spec_file)
+    spec = resolve_any_spec(spec_file)
     try:
         data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset, seed=seed,
                            download=download)

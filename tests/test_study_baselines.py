@@ -1,0 +1,256 @@
+"""Baselines beside a search: the ``baselines:`` section, their trials in the study (recorded by the
+real searcher, no sampler involved), and the analysis that keeps them off the front.
+
+Proxy results are given, not trained (the end-to-end run is in test_search.py); training a
+baseline with the proxy and with ``rksearch train`` is real, on a few demo images.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from rksearch.baselines import DenseNetSpec, any_spec_from_dict, baseline_spec, load_any_spec
+from rksearch.errors import RKSearchError
+from rksearch.export import export, pick
+from rksearch.pareto import front
+from rksearch.pareto_report import ParetoReport, trials_csv
+from rksearch.plots import pareto_figure
+from rksearch.proxy import ProxyConfig, proxy_evaluate
+from rksearch.space import parse_space
+from rksearch.study import load_study
+from study_factory import storage
+from test_train import cli
+
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
+TINY = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
+
+
+def space_with(baselines: Any = TINY, sampler: str = "tpe", **network: Any):
+    data = copy.deepcopy(DEMO)
+    data["baselines"] = baselines
+    data["search"]["sampler"] = sampler
+    data["network"].update(network)
+    return parse_space(data, source="space.yaml")
+
+
+# -- the space section ---------------------------------------------------------------------------
+
+
+def test_entries_take_the_networks_fixed_fields() -> None:
+    space = space_with(["densenet-bc-16-k4", {"name": "densenet121", "label": "DN121 on CIFAR"},
+                        {"baseline": "cliquenet", "T": 6, "growth_rate": 4, "init_channels": 8}], num_classes=100)
+    labels = [b.label for b in space.baselines]
+    assert labels == ["DenseNet-BC-16-k4", "DN121 on CIFAR", "CliqueNet-T6-k4"]
+    first, dn121, clique = (b.spec for b in space.baselines)
+    assert first == baseline_spec("densenet-bc-16-k4", num_classes=100)
+    assert (dn121.stem, dn121.input_size, dn121.num_classes, dn121.block_config) == ("cifar", 32, 100, (6, 12, 24, 16))
+    assert (clique.T, clique.init_channels, clique.num_classes) == (6, 8, 100)
+    assert space_with(None).baselines == ()
+
+
+@pytest.mark.parametrize("baselines, field, text", [
+    ("densenet-bc-100", "baselines", "expected a non-empty list"),
+    ([], "baselines", "expected a non-empty list"),
+    (["densenet-bc-16-k4", "resnet50"], "baselines.1", "unknown baseline 'resnet50': expected densenet121"),
+    (["densenet-bc-99"], "baselines.0", "L = 6n + 4"),
+    ([3], "baselines.0", "expected a baseline name (densenet-bc-100, cliquenet, ...), {name: "),
+    ([{"growth_rate": 4}], "baselines.0", "give either name (a baseline name) or baseline"),
+    ([{"name": "cliquenet", "baseline": "cliquenet"}], "baselines.0", "not both or neither"),
+    ([{"name": 12}], "baselines.0.name", "expected a baseline name"),
+    ([{"baseline": "resnet"}], "baselines.0.baseline", "unknown baseline 'resnet'"),
+    ([{"baseline": "densenet", "growth_rate": 4}], "baselines.0", "block_config: Field required"),
+    ([{"name": "densenet-bc-16", "growth_rate": "x"}], "baselines.0", "growth_rate: Input should be a valid integer"),
+    ([{"name": "cliquenet", "colour": "red"}], "baselines.0", "colour: unknown key"),
+    ([{"name": "cliquenet", "num_classes": 100}], "baselines.0.num_classes", "set by network.num_classes"),
+    ([{"name": "cliquenet", "label": ""}], "baselines.0.label", "non-empty text"),
+    (["densenet-bc-16", {"name": "densenet-bc-16"}], "baselines.1", "repeats item 0: the same spec"),
+    (["densenet-bc-16", {"name": "densenet-bc-28", "label": "DenseNet-BC-16-k12"}], "baselines.1", "item 0's label"),
+])
+def test_bad_entries_name_the_file_and_entry(baselines: Any, field: str, text: str) -> None:
+    with pytest.raises(RKSearchError) as e:
+        space_with(baselines)
+    assert str(e.value).startswith(f"space.yaml: {field}: "), str(e.value)
+    assert text in str(e.value)
+
+
+def test_shipped_baselines_space() -> None:
+    from rksearch.space import load_space
+
+    space = load_space(ROOT / "search_spaces" / "baselines_cifar.yaml")
+    names = [b.spec.name for b in space.baselines]
+    assert names[:3] == ["DenseNet-BC-100-k12", "DenseNet-40-k12", "CliqueNet-T12-k36"]
+    assert all(b.spec.input_size == 32 and b.spec.num_classes == 10 for b in space.baselines)
+
+
+# -- the searcher --------------------------------------------------------------------------------
+
+
+def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = None, seed: int = 0):
+    """``n`` trials proposed and recorded by the real searcher; a baseline's result comes from
+    ``results[label]`` (an empty dict fails it), a searched one is a made-up accuracy."""
+    from rksearch.search import RKSearcher
+
+    searcher = RKSearcher(space, storage(path / "optuna.db"), "test-driver")
+    searcher.study.set_user_attr("objectives", space.objectives)
+    searcher.initially_pending = [b.label for b in searcher.pending_baselines]
+    rng = random.Random(seed)
+    for i in range(n):
+        config = searcher.suggest(f"t{i}")
+        label = config.get("baseline")
+        c = any_spec_from_dict(config["spec"]).count()
+        measured = {"accuracy": 0.3 + 0.4 * rng.random(), "flops": c.flops, "params": c.params, "epochs": 3,
+                    "final": True}
+        result = (results or {}).get(label, {**measured, "accuracy": 0.99}) if label else measured
+        searcher.on_trial_complete(f"t{i}", result)
+    return searcher
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_baselines_are_trials_the_sampler_never_sees(tmp_path: Path, sampler: str) -> None:
+    space = space_with(sampler=sampler)
+    searcher = run_searcher(tmp_path / "demo", space, 14)
+    study = searcher.study
+    first, second = study.trials[:2]
+    for t, b in zip((first, second), space.baselines):
+        ua = t.user_attrs
+        assert (t.state, ua["kind"], ua["baseline"], ua["outcome"]) == (optuna.trial.TrialState.COMPLETE, "baseline",
+                                                                         b.label, "trained")
+        assert any_spec_from_dict(yaml.safe_load(ua["spec"])) == b.spec
+        assert (ua["flops"], ua["params"]) == (b.spec.count().flops, b.spec.count().params)
+        assert t.params == {} and t.values[0] == 0.99
+    searched = [t for t in study.trials[2:] if t.state == optuna.trial.TrialState.COMPLETE]
+    assert searched and all("kind" not in t.user_attrs and t.params for t in searched)
+    last = study.trials[-1]
+    space_seen = study.sampler.infer_relative_search_space(study, last)
+    if sampler == "nsga2":  # the intersection of every complete trial's params: empty with a param-less trial
+        assert optuna.samplers.NSGAIISampler().infer_relative_search_space(study, last) == {}
+        assert "periods" in space_seen and "growth_rate" in space_seen
+    assert searcher.tally.baselines == 2
+
+
+def test_rerun_trains_only_the_baselines_not_yet_trained(tmp_path: Path) -> None:
+    space = space_with(TINY + ["densenet-bc-22-k4"])
+    searcher = run_searcher(tmp_path / "demo", space, 4, results={"DenseNet-BC-22-k4": {}})
+    assert [t.user_attrs["outcome"] for t in searcher.study.trials[:3]] == ["trained", "trained", "failed"]
+    before = len(searcher.study.trials)
+    again = run_searcher(tmp_path / "demo", space, 2)
+    assert again.initially_pending == ["DenseNet-BC-22-k4"]  # the failed one, not the trained two
+    new = again.study.trials[before:]
+    assert new[0].user_attrs["baseline"] == "DenseNet-BC-22-k4" and new[0].user_attrs["outcome"] == "trained"
+    assert "kind" not in new[-1].user_attrs
+    assert run_searcher(tmp_path / "demo", space, 0).initially_pending == []
+
+
+def test_budget_counts_searched_trials_only(tmp_path: Path) -> None:
+    from rksearch.search import count_done
+
+    searcher = run_searcher(tmp_path / "demo", space_with(), 6)
+    searched = sum(t.state == optuna.trial.TrialState.COMPLETE for t in searcher.study.trials) - 2
+    assert count_done(searcher.study) == searched
+
+
+# -- the analysis --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("baselines") / "demo"
+    run_searcher(path, space_with(), 16, results={"DenseNet-BC-16-k4": {
+        "accuracy": 0.99, "flops": 1.0, "params": 1.0, "epochs": 3, "final": True}})
+    return path
+
+
+def test_front_hypervolume_and_picks_exclude_baselines(study_dir: Path) -> None:
+    s = load_study(study_dir)
+    assert list(s.baselines["name"]) == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
+    assert set(s.trials["kind"]) == {"search", "baseline"} and not (s.completed["kind"] == "baseline").any()
+    f = front(s)
+    assert not f.members["kind"].eq("baseline").any() and f.candidates == len(s.completed)
+    everything = front(s, candidates=s.trials[s.trials["state"] == "COMPLETE"])
+    assert everything.members["number"].tolist() == [0]  # the made-up baseline would dominate them all
+    assert f.hypervolume < everything.hypervolume and len(f.members) > 1
+    for how in ("knee", "best-accuracy", "min-flops"):
+        assert pick(s, how).row["kind"] == "search"
+    assert "baselines" in s.summary()
+
+
+def test_report_and_plot_show_baselines_apart(study_dir: Path) -> None:
+    s = load_study(study_dir)
+    report = ParetoReport.of(s)
+    lines = "\n".join(report.lines())
+    assert "baselines (same proxy, not on the front" in lines and "trial 1 CliqueNet-T6-k4: accuracy" in lines
+    fig = pareto_figure(s)
+    marked = [t for t in fig.data if t.name.startswith("baselines")]
+    assert len(marked) == 1 and list(marked[0].text) == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
+    assert marked[0].marker.symbol == "square"
+    front_trace = next(t for t in fig.data if t.name.startswith("Pareto front"))
+    assert len(front_trace.x) == len(front(s).members)
+    csv = pd.read_csv(io.StringIO(trials_csv(s)))
+    assert list(csv.loc[csv["kind"] == "baseline", "number"]) == [0, 1]
+    assert csv.loc[0, "choices"] == "k=4 blocks=2/2/2"
+
+
+def test_export_takes_a_baseline_only_by_number(study_dir: Path, tmp_path: Path) -> None:
+    chosen = export(study_dir, tmp_path / "b.yaml", "trial:1")
+    assert "a baseline (CliqueNet-T6-k4)" in chosen.reason
+    assert load_any_spec(tmp_path / "b.yaml") == load_study(study_dir).spec(1)
+    assert export(study_dir, tmp_path / "best.json", "best-accuracy").row["kind"] == "search"
+
+
+# -- training a baseline -------------------------------------------------------------------------
+
+
+def test_scaled_baseline_narrows_growth_and_stem() -> None:
+    spec = baseline_spec("densenet-bc-100")
+    half = spec.scaled(0.5)
+    assert isinstance(half, DenseNetSpec) and (half.growth_rate, half.init_channels) == (6, 12)
+    assert half.block_config == spec.block_config and spec.scaled(1) is spec
+    assert baseline_spec("cliquenet").scaled(0.25).init_channels == 16
+
+
+def test_proxy_trains_a_narrower_baseline_and_reports_the_full_costs() -> None:
+    spec = baseline_spec("densenet-bc-16-k8")
+    cfg = ProxyConfig(train_subset=64, val_size=32, epochs=1, batch_size=32, width=0.5, device="cpu")
+    r = proxy_evaluate(spec, cfg)
+    assert (r["flops"], r["params"]) == (spec.count().flops, spec.count().params)
+    assert (r["trained_flops"], r["trained_params"]) == (spec.scaled(0.5).count().flops, spec.scaled(0.5).count().params)
+    assert 0.0 <= r["accuracy"] <= 1.0
+
+
+SMALL = ["--dataset", "demo", "--epochs", "1", "--train-subset", "64", "--val-size", "32", "--batch-size", "32",
+         "--device", "cpu"]
+
+
+def test_train_a_baseline_by_name_and_by_file(tmp_path: Path, capsys) -> None:
+    code, out, err = cli(["train", "densenet-bc-16-k4", *SMALL, "--out", str(tmp_path / "by_name")], capsys)
+    assert code == 0, err
+    assert "DenseNet-BC-16-k4 on demo: test accuracy" in out
+    assert load_any_spec(tmp_path / "by_name" / "spec.yaml") == baseline_spec("densenet-bc-16-k4")
+    path = tmp_path / "clique.yaml"
+    path.write_text("baseline: cliquenet\nT: 6\ngrowth_rate: 4\ninit_channels: 8\n")
+    code, out, err = cli(["train", str(path), *SMALL, "--out", str(tmp_path / "by_file")], capsys)
+    assert code == 0, err
+    assert "CliqueNet-T6-k4 on demo" in out and (tmp_path / "by_file" / "result.json").is_file()
+
+
+@pytest.mark.parametrize("arg, needle", [
+    ("resnet-9000", "resnet-9000: no such spec file, and not a baseline name (densenet121|"),
+    ("densenet-bc-99", "densenet-bc-99: depth 99: a three-block DenseNet-BC has L = 6n + 4"),
+    ("missing.yaml", "missing.yaml: no such file"),
+])
+def test_train_neither_file_nor_name(tmp_path: Path, capsys, arg: str, needle: str, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(["train", arg, "--dataset", "demo"], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not any(tmp_path.iterdir())
