@@ -93,14 +93,19 @@ class Dashboard:
         self.server.server_close()
 
 
-def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080) -> Dashboard:
-    """Check the study, open its storage and bind ``host:port`` (0 picks a free port)."""
+def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080,
+              storage: str | None = None) -> Dashboard:
+    """Check the study, open its storage and bind ``host:port`` (0 picks a free port); ``storage``
+    as for :func:`~rksearch.study.load_study`."""
+    import optuna
     import optuna_dashboard
 
-    study = load_study(study_dir)
-    wal = ensure_wal(study.db)
-    storage = open_storage(study.db)
-    app = optuna_dashboard.wsgi(storage)
+    study = load_study(study_dir, storage=storage)
+    if study.url.startswith("sqlite:///"):
+        wal, rdb = ensure_wal(study.db), open_storage(study.db)
+    else:  # a database server: concurrent readers are its business
+        wal, rdb = True, optuna.storages.RDBStorage(study.url, skip_table_creation=True)
+    app = optuna_dashboard.wsgi(rdb)
     try:
         server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
     except socket.gaierror as e:
@@ -111,4 +116,4 @@ def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 808
         if e.errno == errno.EACCES:
             raise RKSearchError(f"not allowed to listen on port {port}; use a port above 1023", field="--port") from None
         raise RKSearchError(f"cannot listen on {host}:{port}: {e.strerror or e}", field="--host") from None
-    return Dashboard(study, server, storage.get_study_id_from_name(study.name), wal)
+    return Dashboard(study, server, rdb.get_study_id_from_name(study.name), wal)

@@ -142,8 +142,9 @@ def _make(study: Study, number: int, reason: str) -> Pick:
 
 
 def export(study_dir: str | Path, out: str | Path, how: str = "knee", *, max_flops: float | None = None,
-           max_params: float | None = None) -> Pick:
-    """Pick a trial and write its full spec to ``out`` (atomically, with a provenance header)."""
+           max_params: float | None = None, storage: str | None = None) -> Pick:
+    """Pick a trial and write its full spec to ``out`` (atomically, with a provenance header);
+    ``storage`` as for :func:`~rksearch.study.load_study`."""
     out = Path(out)
     if out.is_dir():
         raise RKSearchError("is a directory; give a file name such as best.yaml", source=out, field="-o")
@@ -151,7 +152,7 @@ def export(study_dir: str | Path, out: str | Path, how: str = "knee", *, max_flo
         raise RKSearchError("its folder does not exist", source=out, field="-o")
     if out.suffix not in (".yaml", ".yml", ".json"):
         raise RKSearchError("expected a .yaml, .yml or .json file name", source=out, field="-o")
-    chosen = pick(load_study(study_dir), how, max_flops=max_flops, max_params=max_params)
+    chosen = pick(load_study(study_dir, storage=storage), how, max_flops=max_flops, max_params=max_params)
     try:
         save_spec(chosen.spec, out, header=chosen.header())
     except OSError as e:

@@ -154,7 +154,7 @@ def _measured(study: Study, objectives: Sequence[str]) -> pd.DataFrame:
     done = study.completed
     for o in objectives:
         if len(done) and done[o].isna().all():
-            raise RKSearchError(f"no completed trial measured {o!r}", source=study.db, field="--objectives")
+            raise RKSearchError(f"no completed trial measured {o!r}", source=study.source, field="--objectives")
     return done.dropna(subset=list(objectives))
 
 

@@ -110,12 +110,13 @@ def trials_csv(study: Study) -> str:
     return study.trials.drop(columns=["spec"], errors="ignore").to_csv(index=False)
 
 
-def write_report(study_dir: str | Path, *, paper: bool = False) -> ParetoReport:
-    """Write ``trials.csv`` and ``pareto.html`` into a study folder (what ``rksearch run`` calls last).
+def write_report(study_dir: str | Path, *, paper: bool = False, storage: str | None = None) -> ParetoReport:
+    """Write ``trials.csv`` and ``pareto.html`` into a study folder (what ``rksearch run`` calls last),
+    reading the study from ``storage`` where it lives elsewhere.
 
     The HTML loads plotly.js from its CDN to stay small enough to commit (tens of KB instead of 5 MB).
     """
-    study = load_study(study_dir)
+    study = load_study(study_dir, storage=storage)
     report = ParetoReport.of(study)
     write_text(study.path / "trials.csv", trials_csv(study))
     write_text(study.path / "pareto.html", report.html(paper=paper, include_plotlyjs="cdn"))

@@ -174,7 +174,7 @@ def choice_effects_figure(study: Study, metric: str = "accuracy") -> go.Figure:
 
     choices = list(dict.fromkeys(choice_effects(study, (metric,))["choice"]))
     if not choices:
-        raise RKSearchError("no completed trial with a spec yet", source=study.db)
+        raise RKSearchError("no completed trial with a spec yet", source=study.source)
     done = study.completed.dropna(subset=[metric])
     cols = min(4, len(choices))
     rows = -(-len(choices) // cols)

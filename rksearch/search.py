@@ -96,11 +96,6 @@ def _sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     if s == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.search.trials // 4)))
     if s == "gp":
-        try:
-            import scipy  # noqa: F401
-        except ImportError:
-            raise RKSearchError("the gp sampler needs scipy: pip install scipy", source=space.source,
-                                field="search.sampler") from None
         return optuna.samplers.GPSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)  # random, and grid (points are enqueued)
 
@@ -636,12 +631,10 @@ class _Progress(Callback):
 
 
 def write_outputs(study_dir: Path, url: str):
-    """trials.csv and pareto.html beside the study; None when the study lives elsewhere."""
+    """trials.csv and pareto.html in the study folder, wherever the storage is."""
     from .pareto_report import write_report
 
-    if url != default_storage(study_dir):
-        return None
-    return write_report(study_dir)
+    return write_report(study_dir, storage=None if url == default_storage(study_dir) else url)
 
 
 def summarise(searcher: RKSearcher, elapsed: float) -> str:

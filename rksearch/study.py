@@ -22,6 +22,7 @@ from .errors import RKSearchError
 from .spec import RKNetSpec, parse_yaml
 
 DB_NAME = "optuna.db"
+SPACE_COPY = "space.yaml"  # the space file rksearch run copies into the study folder
 DEFAULT_OBJECTIVES = ("accuracy", "flops")
 PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
 GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
@@ -93,10 +94,18 @@ class Study:
     proxy: dict[str, Any]
     trials: pd.DataFrame
     specs: dict[int, AnySpec] = field(repr=False, default_factory=dict)
+    url: str = ""  # the Optuna storage URL it was read from
+    source: str = ""  # what messages name: the database file, or the URL with any password masked
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            self.url = readonly_url(self.path / DB_NAME)
+        self.source = self.source or str(self.db)
 
     @property
     def db(self) -> Path:
-        return self.path / DB_NAME
+        """The SQLite file, for a study in its folder's ``optuna.db`` or in an ``sqlite:///`` URL."""
+        return Path(self.url[len("sqlite:///"):].split("?")[0]) if self.url.startswith("sqlite:///") else self.path / DB_NAME
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -121,13 +130,14 @@ class Study:
         try:
             return self.specs[number]
         except KeyError:
-            raise RKSearchError(f"trial {number} has no spec", source=self.db, field="user_attrs.spec") from None
+            raise RKSearchError(f"trial {number} has no spec", source=self.source, field="user_attrs.spec") from None
 
     def summary(self) -> str:
         counts = self.state_counts()
         parts = ", ".join(f"{counts[s]} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING") if counts.get(s))
         baselines = int((self.trials[KIND] == BASELINE).sum())
-        head = f"study {self.name} ({self.path}): {len(self.trials)} trials"
+        where = self.path if self.path.is_dir() else self.source
+        head = f"study {self.name} ({where}): {len(self.trials)} trials"
         head += f", {baselines} of them baselines" if baselines else ""
         return head + (f": {parts}" if parts else "")
 
@@ -169,27 +179,92 @@ def readonly_url(db: Path) -> str:
     return f"sqlite:///{db.resolve()}"
 
 
-def _load_optuna(db: Path, name: str):
+def _load_optuna(url: str, name: str, source: str | Path):
     import optuna
     import sqlalchemy.exc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    connect = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
     try:
-        storage = optuna.storages.RDBStorage(
-            readonly_url(db), engine_kwargs={"connect_args": {"timeout": 30}}, skip_table_creation=True
-        )
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=connect, skip_table_creation=True)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+        raise RKSearchError(f"cannot open the storage: {str(e).splitlines()[0]}", source=source) from None
+    try:
         study = optuna.load_study(study_name=name, storage=storage)
         return study, study.get_trials(deepcopy=False)
+    except KeyError:
+        held = ", ".join(repr(s.study_name) for s in storage.get_all_studies()) or "no study"
+        raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)",
+                            source=source) from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
         msg = str(e).splitlines()[0]
-        raise RKSearchError(f"cannot read the Optuna study {name!r}: {msg}", source=db) from None
+        raise RKSearchError(f"cannot read the Optuna study {name!r}: {msg}", source=source) from None
 
 
-def load_study(study_dir: str | Path, *, name: str | None = None) -> Study:
-    """Read ``study_dir`` (a folder holding ``optuna.db``); the Optuna study is the folder's name."""
+def shown_url(url: str) -> str:
+    """``url`` fit for a message: any password masked."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  (a URL SQLAlchemy cannot parse is reported when it is opened)
+        return url
+
+
+def storage_of(study_dir: Path) -> str | None:
+    """The storage URL named by the ``storage:`` of the space copy ``rksearch run`` leaves in a study
+    folder, or None: the study is the folder's own ``optuna.db``."""
+    space = study_dir / SPACE_COPY
+    if not space.is_file():
+        return None
+    try:
+        data = parse_yaml(space.read_text(), space)
+    except (RKSearchError, OSError):
+        return None
+    url = data.get("storage") if isinstance(data, dict) else None
+    return url if isinstance(url, str) and url.strip() else None
+
+
+def load_study(study_dir: str | Path, *, name: str | None = None, storage: str | None = None) -> Study:
+    """Read a study: by default the study folder's ``optuna.db``, or the storage its space copy
+    names; ``storage`` (an Optuna storage URL) overrides both, and then the folder need not exist.
+    The Optuna study is the folder's name unless ``name`` says otherwise."""
     path = Path(study_dir)
     if path.name == DB_NAME and path.is_file():  # the database itself names its folder
         path = path.parent
+    url = storage or (storage_of(path) if path.is_dir() else None)
+    name = name or path.resolve().name
+    if url is not None:
+        source: str | Path = shown_url(url)
+        _check_sqlite_url(url, source)
+    else:
+        db = _folder_db(path)
+        names = _check_db(db)
+        if name not in names:
+            held = ", ".join(repr(n) for n in names) or "no study"
+            raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
+        url, source = readonly_url(db), db
+    ostudy, trials = _load_optuna(url, name, source)
+    attrs = ostudy.user_attrs
+    objectives = _objectives(attrs.get("objectives", list(DEFAULT_OBJECTIVES)), source)
+    stored = tuple(d.name.lower() for d in ostudy.directions)
+    wanted = tuple(OBJECTIVES[o].direction for o in objectives)
+    if stored != wanted:
+        raise RKSearchError(
+            f"objectives {list(objectives)} need directions {list(wanted)}, the study has {list(stored)}",
+            source=source, field="user_attrs.objectives",
+        )
+    specs: dict[int, AnySpec] = {}
+    frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=source)
+    return Study(
+        path=path, name=name, objectives=objectives,
+        reference_point=_reference(attrs.get("reference_point"), objectives, source),
+        space=attrs.get("space"), proxy=attrs.get("proxy") or {}, trials=frame, specs=specs, url=url,
+        source=str(source),
+    )
+
+
+def _folder_db(path: Path) -> Path:
     if not path.exists():
         raise RKSearchError("no such study folder", source=path)
     if not path.is_dir():
@@ -197,28 +272,16 @@ def load_study(study_dir: str | Path, *, name: str | None = None) -> Study:
     db = path / DB_NAME
     if not db.is_file():
         raise RKSearchError(f"not a study folder: no {DB_NAME} (rksearch run writes one)", source=path)
-    name = name or path.resolve().name
-    names = _check_db(db)
-    if name not in names:
-        held = ", ".join(repr(n) for n in names) or "no study"
-        raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
-    ostudy, trials = _load_optuna(db, name)
-    attrs = ostudy.user_attrs
-    objectives = _objectives(attrs.get("objectives", list(DEFAULT_OBJECTIVES)), db)
-    stored = tuple(d.name.lower() for d in ostudy.directions)
-    wanted = tuple(OBJECTIVES[o].direction for o in objectives)
-    if stored != wanted:
-        raise RKSearchError(
-            f"objectives {list(objectives)} need directions {list(wanted)}, the study has {list(stored)}",
-            source=db, field="user_attrs.objectives",
-        )
-    specs: dict[int, AnySpec] = {}
-    frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=db)
-    return Study(
-        path=path, name=name, objectives=objectives,
-        reference_point=_reference(attrs.get("reference_point"), objectives, db),
-        space=attrs.get("space"), proxy=attrs.get("proxy") or {}, trials=frame, specs=specs,
-    )
+    return db
+
+
+def _check_sqlite_url(url: str, source: str | Path) -> None:
+    """An SQLite URL must name an existing database: opening a missing file would create it, empty."""
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///"):].split("?")[0])
+        if not db.is_file():
+            raise RKSearchError("no such SQLite database", source=source)
+        _check_db(db)
 
 
 def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list | None = None,
@@ -238,7 +301,7 @@ def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list
     return frame
 
 
-def _objectives(value: Any, db: Path) -> tuple[str, ...]:
+def _objectives(value: Any, db: str | Path) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise RKSearchError(f"expected a list of objective names, got {value!r}", source=db, field="user_attrs.objectives")
     for v in value:
@@ -246,7 +309,7 @@ def _objectives(value: Any, db: Path) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _reference(value: Any, objectives: Sequence[str], db: Path) -> dict[str, float]:
+def _reference(value: Any, objectives: Sequence[str], db: str | Path) -> dict[str, float]:
     """The stored reference point, checked; objectives it lacks are derived later (see pareto)."""
     if value is None:
         return {}

@@ -439,3 +439,72 @@ def test_export_then_train(studies, rk, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     assert load_spec(run / "spec.yaml") == load_spec(spec_file)
     assert "test accuracy" in r.stdout and (run / "model.pt").is_file()
+
+
+# -- a study held in another storage ---------------------------------------------------------------
+
+
+def _moved(study: Path, tmp_path: Path) -> str:
+    """Move ``study``'s database out of its folder; the URL it now lives at."""
+    other = tmp_path / "shared" / "all-studies.db"
+    other.parent.mkdir()
+    src, dst = sqlite3.connect(study / "optuna.db"), sqlite3.connect(other)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    for p in study.glob("optuna.db*"):
+        p.unlink()
+    return f"sqlite:///{other}"
+
+
+def test_study_in_the_storage_its_space_names(study, tmp_path, rk) -> None:
+    """``storage:`` in the folder's space copy (as ``rksearch run`` leaves it) is where the study is
+    read, reported and exported from; ``--storage`` reaches it without the folder."""
+    trials = len(load_study(study).trials)
+    url = _moved(study, tmp_path)
+    with pytest.raises(RKSearchError, match="no optuna.db"):
+        load_study(study)
+    space = study / "space.yaml"
+    space.write_text(space.read_text() + f"\nstorage: {url}\n")
+    s = load_study(study)
+    assert len(s.trials) == trials and s.url == url and s.path == study and not (study / "optuna.db").exists()
+    write_report(study)  # what rksearch run writes last, wherever the storage is
+    assert len((study / "trials.csv").read_text().splitlines()) == trials + 1
+    assert "Pareto front" in (study / "pareto.html").read_text()
+    elsewhere = load_study(tmp_path / "not-here" / "demo", storage=url)
+    assert len(elsewhere.trials) == trials
+    code, out, err = rk("pareto", tmp_path / "not-here" / "demo", "--storage", url)
+    assert code == 0 and "Pareto front" in out, err
+    code, out, err = rk("export", study, "-o", tmp_path / "best.yaml")
+    assert code == 0 and load_spec(tmp_path / "best.yaml").name in out, err
+
+
+def test_dashboard_on_the_storage_its_space_names(study, tmp_path) -> None:
+    from rksearch.dashboard import dashboard
+
+    url = _moved(study, tmp_path)
+    board = dashboard(tmp_path / "demo", port=0, storage=url)
+    board.start()
+    try:
+        detail = json.loads(__import__("urllib.request").request.urlopen(
+            f"{board.base_url}/api/studies/{board.study_id}", timeout=60).read())
+        assert len(detail["trials"]) == 25
+    finally:
+        board.stop()
+
+
+def test_storage_errors(study, tmp_path, rk) -> None:
+    url = _moved(study, tmp_path)
+    missing = f"sqlite:///{tmp_path / 'nothing.db'}"
+    cases = [
+        (missing, "no such SQLite database"),
+        ("nosuchdb://host/x", "cannot open the storage"),
+        ("postgresql://me:s3cret@127.0.0.1:1/studies", "cannot"),
+    ]
+    for storage, needle in cases:
+        code, out, err = rk("pareto", study, "--storage", storage)
+        assert code == 2 and needle in err and "Traceback" not in err, err
+        assert "s3cret" not in err
+    assert not (tmp_path / "nothing.db").exists()  # opening never creates a database
+    with pytest.raises(RKSearchError, match="holds 'demo', not study 'other'"):
+        load_study(tmp_path / "other", storage=url)

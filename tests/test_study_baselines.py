@@ -116,7 +116,7 @@ def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = No
     return searcher
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
 def test_baselines_are_trials_the_sampler_never_sees(tmp_path: Path, sampler: str) -> None:
     space = space_with(sampler=sampler)
     searcher = run_searcher(tmp_path / "demo", space, 14)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -13,11 +14,13 @@ def dashboard(
     study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
+                                          "folder's optuna.db nor the storage its space.yaml names."),
 ) -> None:
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
     from ..dashboard import dashboard as open_dashboard
 
-    board = open_dashboard(study_dir, host=host, port=port)
+    board = open_dashboard(study_dir, host=host, port=port, storage=storage)
     s = board.study
     out.print(f"optuna-dashboard for {s.summary()}", markup=False, highlight=False, soft_wrap=True)
     if not board.wal:

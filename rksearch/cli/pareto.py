@@ -24,6 +24,8 @@ def pareto(
     objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated, e.g. accuracy,flops (default: the study's)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the Plotly figure and the hypervolume history to this HTML file."),
     paper: bool = typer.Option(False, "--paper", help="Overlay the paper's CIFAR-10 results (Tables 1-2, full training)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
+                                          "folder's optuna.db nor the storage its space.yaml names."),
 ) -> None:
     """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
     from ..pareto_report import ParetoReport, write_text
@@ -31,7 +33,7 @@ def pareto(
 
     if html is not None:
         _writable(html, "--html")
-    report = ParetoReport.of(load_study(study_dir), objectives)
+    report = ParetoReport.of(load_study(study_dir, storage=storage), objectives)
     for line in report.lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(report.table())
@@ -47,13 +49,15 @@ def export(
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Only trials whose full spec has at most this many FLOPs (2e8, 200M, 0.2G)."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Only trials whose full spec has at most this many parameters (1.5M)."),
     output: Path = typer.Option(..., "-o", "--output", help="The spec file to write (.yaml or .json)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
+                                          "folder's optuna.db nor the storage its space.yaml names."),
 ) -> None:
     """Write the full spec of one trial (not the shrunken proxy) for ``rksearch train``."""
     from ..export import export as export_spec
     from ..export import parse_amount
 
     chosen = export_spec(study_dir, output, pick, max_flops=parse_amount(max_flops, "--max-flops"),
-                         max_params=parse_amount(max_params, "--max-params"))
+                         max_params=parse_amount(max_params, "--max-params"), storage=storage)
     r = chosen.row
     out.print(f"trial {chosen.number} ({chosen.spec.name}): {chosen.reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"proxy accuracy {r['accuracy']:.4f}, {r['flops'] / 1e9:.4f} GFLOPs, {r['params'] / 1e6:.4f} M params "

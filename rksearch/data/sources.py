@@ -58,11 +58,7 @@ def load_demo() -> Dataset:
 def _torchvision_splits(name: str, root: Path, download: bool) -> tuple[object, object]:
     from torchvision import datasets
 
-    if name == "svhn":
-        try:
-            import scipy.io  # noqa: F401  (torchvision reads SVHN's .mat files with it)
-        except ImportError:
-            raise RKSearchError("reading SVHN needs scipy: pip install scipy", field="dataset") from None
+    if name == "svhn":  # torchvision reads SVHN's .mat files with scipy
         return tuple(datasets.SVHN(str(root), split=s, download=download) for s in ("train", "test"))
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     return tuple(cls(str(root), train=t, download=download) for t in (True, False))
