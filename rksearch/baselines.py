@@ -29,7 +29,7 @@ from .errors import RKSearchError, from_validation_error
 from .models.cliquenet import CliqueNet
 from .models.counter import count_built
 from .models.densenet import DenseNet
-from .spec import RKNetSpec, Stem, StrictPosInt, parse_yaml, read_text
+from .spec import RKNetSpec, Stem, StrictPosInt, parse_yaml, read_text, resolve_spec
 
 StrictBool = Annotated[bool, Field(strict=True)]
 Fraction = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
@@ -349,6 +349,32 @@ def load_any_spec(path: str | Path) -> AnySpec:
     else:
         data = parse_yaml(text, path)
     return any_spec_from_dict(data, source=path)
+
+
+BASELINE_FIELDS = ("growth_rate", "stem", "input_size", "num_classes")
+
+
+def resolve_network(name_or_path: str | Path, **fields: Any) -> AnySpec:
+    """What ``rksearch describe`` and ``bench`` take: an RKNet or a baseline, by name or spec file,
+    with fields changed (``None`` ignored; ``m`` and ``multiscale`` are RKNet fields)."""
+    text = str(name_or_path)
+    given = {k: v for k, v in fields.items() if v is not None}
+    path = Path(text)
+    is_file = path.is_file() or text.endswith(SPEC_SUFFIXES)
+    if is_file and not isinstance(load_any_spec(text), BaselineSpec):
+        return resolve_spec(text, **given)
+    if not is_file and not text.strip().lower().startswith(("densenet", "cliquenet")):
+        return resolve_spec(text, **given)
+    wrong = sorted(set(given) - set(BASELINE_FIELDS))
+    if wrong:
+        flag = "--no-multiscale" if wrong[0] == "multiscale" else f"--{wrong[0].replace('_', '-')}"
+        raise RKSearchError(f"applies to RKNets only, not to the baseline {text}", field=flag)
+    if isinstance(given.get("growth_rate"), list):
+        raise RKSearchError("a baseline has one growth rate", field="--growth-rate")
+    if is_file:
+        spec = load_any_spec(text)
+        return spec.replace(**given) if given else spec
+    return baseline_spec(text, **given)
 
 
 def resolve_any_spec(arg: str | Path) -> AnySpec:

@@ -132,20 +132,23 @@ def _params(model: nn.Module) -> int:
 
 
 def candidate(name_or_spec: str, growth_rate: Any = None, impl: str = "concat", **fields: Any) -> Candidate:
-    """An RKNet from a name or spec file (``impl`` picks its convolution layout), or ``resnet18``."""
+    """An RKNet or a DenseNet/CliqueNet baseline from a name or spec file (``impl`` picks how its
+    BN-ReLU-convs compute), or ``resnet18``."""
     _check(impl, tuple(IMPLS), "--impl")
     if name_or_spec == "resnet18":
         if impl != "concat":
             raise RKSearchError(f"{impl} applies to RKNets only, not to resnet18", field="--impl")
         return resnet18_candidate()
-    from .count import count
-    from .models import build_model
-    from .spec import resolve_spec
+    from .baselines import resolve_network
+    from .models.layers import set_impl
+    from .spec import RKNetSpec
 
-    spec = resolve_spec(name_or_spec, growth_rate=growth_rate, **fields)
-    model = build_model(spec).set_impl(**IMPLS[impl])
-    c = count(spec)
-    label = f"{spec.name} k={','.join(sorted({str(p.growth_rate) for p in spec.periods}))}"
+    spec = resolve_network(name_or_spec, growth_rate=growth_rate, **fields)
+    model = set_impl(spec.build(), **IMPLS[impl])
+    c = spec.count()
+    label = spec.name  # a baseline's name says its growth rate
+    if isinstance(spec, RKNetSpec):
+        label += f" k={','.join(sorted({str(p.growth_rate) for p in spec.periods}))}"
     return Candidate(label, model, (spec.in_channels, spec.input_size, spec.input_size), spec.num_classes, c.flops, c.params)
 
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .baselines import AnySpec, BaselineSpec
 from .count import count
 from .spec import RKNetSpec
 
 
-def describe(spec: RKNetSpec) -> dict[str, Any]:
+def describe(spec: AnySpec) -> dict[str, Any]:
+    if isinstance(spec, BaselineSpec):
+        return _describe_baseline(spec)
     c = count(spec)
     return {
         "name": spec.name,
@@ -24,12 +27,29 @@ def describe(spec: RKNetSpec) -> dict[str, Any]:
     }
 
 
+def _describe_baseline(spec: BaselineSpec) -> dict[str, Any]:
+    """A DenseNet or CliqueNet counted by the same counter; its blocks instead of periods."""
+    c = spec.count()
+    return {
+        "name": spec.name, "params": c.params, "flops": c.flops, "baseline": spec.baseline, "stem": spec.stem,
+        "input_size": spec.input_size, "num_classes": spec.num_classes, "choices": spec.choices(),
+        "blocks": [{"block": i, "resolution": r} for i, r in enumerate(spec.resolutions())], "spec": spec.to_dict(),
+    }
+
+
 def render(info: dict[str, Any]):
     """A rich renderable of :func:`describe`'s output."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    if "baseline" in info:
+        sides = ", ".join(f"{b['resolution']}x{b['resolution']}" for b in info["blocks"])
+        return Text.assemble(
+            (info["name"], "bold"),
+            f"  {info['params'] / 1e6:.3f} M params, {info['flops'] / 1e9:.3f} GFLOPs ({info['stem']} stem, "
+            f"{info['input_size']} px, {info['num_classes']} classes; {info['choices']}; blocks at {sides})",
+        )
     head = Text.assemble(
         (info["name"], "bold"),
         f"  {info['params'] / 1e6:.3f} M params, {info['flops'] / 1e9:.3f} GFLOPs "

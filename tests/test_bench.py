@@ -50,6 +50,19 @@ def test_table_without_baseline() -> None:
     assert "IRKNet-2x1_2x1 k=4" in r.stdout and "ResNet-18" not in r.stdout and "impl per-connection" in r.stdout
 
 
+def test_a_baseline() -> None:
+    """DenseNet and CliqueNet baselines time like RKNets, counted by the same counter."""
+    from rksearch.baselines import baseline_spec
+
+    opts = BenchOptions(device="cpu", batch_size=2, warmup=0, repeats=1)
+    for name, impl in (("densenet-bc-10-k4", "concat"), ("cliquenet-t6-k4", "per-connection")):
+        out = run_bench(name, impl=impl, baseline="none", options=opts, input_size=8)
+        spec = baseline_spec(name, input_size=8)
+        assert out["name"] == spec.name and out["forward_flops"] == spec.count().flops and out["images_per_s"] > 0
+    with pytest.raises(RKSearchError, match="applies to RKNets only"):
+        candidate("densenet-bc-10-k4", m=2)
+
+
 @NO_CUDA
 def test_cuda_missing() -> None:
     r = run("IRKNet-2x1_2x1", "--device", "cuda")

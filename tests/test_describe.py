@@ -41,6 +41,10 @@ def test_json_and_file(tmp_path) -> None:
     (["missing.yaml"], "missing.yaml: no such file"),
     (["IRKNet-3x1", "-k", "x"], "--growth-rate"),
     (["IRKNet-3x1_3x1", "-k", "1,2,3"], "growth_rate: got 3 values for 2 periods"),
+    (["densenet-bc-100", "--m", "2"], "--m: applies to RKNets only"),
+    (["densenet-bc-100", "-k", "12,24"], "--growth-rate: a baseline has one growth rate"),
+    (["cliquenet", "--no-multiscale"], "--no-multiscale: applies to RKNets only"),
+    (["densenet-bc-99"], "L = 6n + 4"),
 ])
 def test_errors(args: list[str], needle: str) -> None:
     r = run("describe", *args)
@@ -54,3 +58,20 @@ def test_not_a_spec(tmp_path) -> None:
     p.write_text("name: cifar_irk\nsearch: {trials: 3}\n")
     r = run("describe", str(p))
     assert r.returncode == 2 and "not an RKNet spec" in r.stderr and str(p) in r.stderr
+
+
+@pytest.mark.parametrize("name, params, gflops", [
+    ("densenet-bc-100", 769_162, 0.576), ("cliquenet-t18-k80", 10_135_594, 9.454),
+])
+def test_baselines(name: str, params: int, gflops: float, tmp_path) -> None:
+    """Baselines by name or by spec file, counted as the published networks (issue 8's figures)."""
+    from rksearch.baselines import baseline_spec
+
+    info = json.loads(run("describe", name, "--json").stdout)
+    assert info["params"] == params and round(info["flops"] / 1e9, 3) == gflops
+    assert [b["resolution"] for b in info["blocks"]] == [32, 16, 8]
+    p = tmp_path / "b.yaml"
+    p.write_text(baseline_spec(name).to_yaml())
+    assert json.loads(run("describe", str(p), "--json").stdout) == info
+    r = run("describe", name, "-k", "24")
+    assert r.returncode == 0 and "k=24" in r.stdout, r.stdout

@@ -111,6 +111,21 @@ def test_every_impl_equals_per_connection(name: str, fields: dict, impl: dict, t
         ref.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("name", ["densenet-bc-10-k4", "cliquenet-t6-k4-abc"])
+@pytest.mark.parametrize("impl", [{"align": 8}, {"keep_parts": False}], ids=["align=8", "keep_parts=False"])
+def test_baselines_share_the_impls(name: str, impl: dict) -> None:
+    """DenseNet and CliqueNet are built from the same layers: ``set_impl`` reaches them, exactly."""
+    from rksearch.baselines import baseline_spec
+    from rksearch.models.layers import set_impl
+
+    torch.manual_seed(0)
+    fast = set_impl(baseline_spec(name).build().double().to(memory_format=CL), **impl)
+    ref = set_impl(copy.deepcopy(fast).to(memory_format=torch.contiguous_format), per_connection=True)
+    assert any(getattr(getattr(m, "impl", None), "per_connection", False) for m in ref.modules())
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))
+
+
 def test_alignment_default_by_device() -> None:
     assert layers.Impl().alignment(torch.device("cuda")) == 8
     assert layers.Impl().alignment(torch.device("cpu")) == 1

@@ -11,7 +11,7 @@ from ._app import app, ints, out
 
 @app.command()
 def describe(
-    name_or_spec: str = typer.Argument(..., help="A name such as IRKNet-3x1_3x1_3x1, or a spec YAML/JSON file."),
+    name_or_spec: str = typer.Argument(..., help="A name such as IRKNet-3x1_3x1_3x1 or densenet-bc-100, or a spec YAML/JSON file."),
     growth_rate: Optional[str] = typer.Option(None, "--growth-rate", "-k", help="k, or one k per period (comma-separated)."),
     m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (2,4,8,16)."),
     stem: Optional[str] = typer.Option(None, "--stem", help="cifar or imagenet."),
@@ -20,10 +20,10 @@ def describe(
     no_multiscale: bool = typer.Option(False, "--no-multiscale", help="Pool only the last period's output."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Name, parameters, FLOPs and per-period layout of an RKNet."""
+    """Name, parameters, FLOPs and per-period layout of an RKNet (or the size of a DenseNet/CliqueNet baseline)."""
     from ..describe import describe as describe_spec
     from ..describe import render
-    from ..spec import resolve_spec
+    from ..baselines import resolve_network
 
     fields = {
         "growth_rate": ints(growth_rate, "--growth-rate"),
@@ -35,7 +35,7 @@ def describe(
     }
     if stem is not None and input_size is None and stem == "imagenet" and not name_or_spec.endswith((".yaml", ".yml", ".json")):
         fields["input_size"] = 224
-    spec = resolve_spec(name_or_spec, **fields)
+    spec = resolve_network(name_or_spec, **fields)
     info = describe_spec(spec)
     if as_json:
         print(json.dumps(info))

@@ -1,8 +1,8 @@
 """Building blocks shared by every RKNet period, transition and postprocessor."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,15 @@ class Impl:
 
     def alignment(self, device: torch.device) -> int:
         return (8 if device.type == "cuda" else 1) if self.align is None else self.align
+
+
+def set_impl(module: nn.Module, **changes: Any) -> nn.Module:
+    """Change how every BN-ReLU-conv in ``module`` computes (:class:`Impl` fields); never what.
+    RKNets, DenseNets and CliqueNets share these layers."""
+    for m in module.modules():
+        if isinstance(getattr(m, "impl", None), Impl):
+            m.impl = replace(m.impl, **changes)
+    return module
 
 
 def _pad_to(n: int, multiple: int) -> int:

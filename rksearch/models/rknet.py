@@ -1,13 +1,12 @@
 """The RKNet: preprocessor, periods of RK time-steps separated by transitions, postprocessor."""
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..spec import PeriodSpec, RKNetSpec
-from .layers import Impl, Postprocessor, Transition, init_weights, make_stem
+from .layers import Postprocessor, Transition, init_weights, make_stem, set_impl
 from .steps import ERKStep, IRKStep
 
 
@@ -61,7 +60,4 @@ class RKNet(nn.Module):
 
     def set_impl(self, **changes: Any) -> "RKNet":
         """Change how every BN-ReLU-conv computes (:class:`~.layers.Impl` fields); never what."""
-        for m in self.modules():
-            if isinstance(getattr(m, "impl", None), Impl):
-                m.impl = replace(m.impl, **changes)
-        return self
+        return set_impl(self, **changes)
