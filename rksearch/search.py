@@ -458,6 +458,25 @@ def check_dataset(space: SearchSpace) -> None:
         raise RKSearchError(e.message, source=space.source, field=f"proxy.{e.field or 'dataset'}") from None
 
 
+def check_resources(space: SearchSpace) -> None:
+    """Each trial must fit on one live node of the Ray cluster: Tune would wait for it forever."""
+    import ray
+
+    need = space.search.resources
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= need.cpu and r.get("GPU", 0) >= need.gpu for r in nodes):
+        return
+    most = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    cpus, gpus = most.get("CPU", 0), most.get("GPU", 0)
+    gpu_short = need.gpu > gpus
+    hint = f"ask for at most {cpus:g} CPU and {gpus:g} GPU" + (" (gpu: 0 trains on CPUs)" if gpu_short and not gpus else "")
+    raise RKSearchError(
+        f"each trial asks for {need.cpu:g} CPU and {need.gpu:g} GPU, and no node of the Ray cluster has that much "
+        f"(the largest: {cpus:g} CPU, {gpus:g} GPU); {hint}",
+        source=space.source, field="search.resources.gpu" if gpu_short else "search.resources.cpu",
+    )
+
+
 def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, storage: str | None) -> Path:
     study_dir = out / space.name
     if fresh and study_dir.exists():
@@ -524,6 +543,8 @@ def run_search(
     url = storage or default_storage(study_dir)
     if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
         open_storage(url)  # a corrupt or unreachable storage fails before anything is written
+    ray_seconds = init_ray(address or space.search.address, space)
+    check_resources(space)
     study_dir = prepare_study_dir(space, Path(out), fresh, storage)
     rdb = open_storage(url)
     searcher = RKSearcher(space, rdb, driver_id())
@@ -541,9 +562,7 @@ def run_search(
             study.enqueue_trial(params, skip_if_exists=True)
     enqueue_prescreened(study, space, wanted)
     done = count_done(study)
-    ray_seconds = 0.0
     if done < wanted or searcher.pending_baselines:
-        ray_seconds = init_ray(address or space.search.address, space)
         resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
         scheduler = None
         if space.search.scheduler.kind == "asha" and space.proxy.epochs > 1:

@@ -28,6 +28,8 @@ def files(tmp: Path) -> dict[str, Path]:
         "spec_wrong_type.yaml": "rknet: 1\nperiods: [{method: erk, stages: two, growth_rate: 4}]\n",
         "not_a_spec.yaml": GOOD_SPACE,
         "bad_baselines.yaml": GOOD_SPACE + "\nbaselines: [densenet-bc-16-k4, resnet50]\n",
+        "many_gpus.yaml": GOOD_SPACE.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: 64}"),
+        "too_many_cpus.yaml": GOOD_SPACE.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 4096, gpu: 0}"),
         "baseline_no_blocks.yaml": "baseline: densenet\ngrowth_rate: 4\n",
     }
     out = {}
@@ -66,6 +68,8 @@ CASES = [
     ("run", "corrupt_space", [], "database"),
     ("space", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
     ("run", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
+    ("run", "too_many_cpus.yaml", [], "search.resources.cpu: each trial asks for 4096 CPU"),
+    ("run", "many_gpus.yaml", [], "search.resources.gpu: each trial asks for 1 CPU and 64 GPU"),
     ("train", "malformed.yaml", ["--dataset", "demo"], "malformed YAML"),
     ("train", "not_a_spec.yaml", ["--dataset", "demo"], "not an RKNet spec"),
     ("train", "spec_wrong_type.yaml", ["--dataset", "demo"], "periods.0.stages"),
