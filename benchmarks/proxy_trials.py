@@ -5,7 +5,10 @@ per GPU.
 HOOK into the trainer: this drives ``rksearch.proxy.proxy_evaluate`` with the fields of PROXY
 that its ``ProxyConfig`` has; keep PROXY in step with it. Each trial is its own process, as in a
 search: it decodes the data and runs one small proxy untimed (CUDA context, cuDNN autotuning,
-decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy.
+decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. Then
+single trials of a "new model" (the warm-up trained another spec, so the timed proxy pays cuDNN's
+autotuning of every shape, as each candidate of a search does), with and without
+``cudnn_benchmark``: whether short proxies should switch the autotuning off.
 
 Without the CIFAR-10 zip (62 MB does not fit beside the wheels in what travels to a GPU
 machine), the trials train on the bundled demo images tiled to CIFAR-10's 50,000 (as
@@ -25,6 +28,8 @@ from typing import Any, Optional
 DEFAULT_CIFAR = Path(".device_data/cifar10-jpeg.zip")
 SPEC = ("IRKNet-3x1_3x1_3x1", 36)
 CHECK_SPEC = ("IRKNet-2x1_2x1", 4)
+OTHER = ("ERKNet-2x1_2x1_2x1", 24)  # the warm-up of a "new model" row: other convolution shapes throughout
+CHECK_OTHER = ("ERKNet-2x1_2x1", 6)
 TILED = "demo tiled to 50,000"
 PROXY = {"dataset": "imagefolder", "epochs": 1, "batch_size": 512, "val_size": 1000, "device": "cuda", "amp": "bf16"}
 CHECK_PROXY = {"dataset": "demo", "epochs": 1, "batch_size": 32, "val_size": 100, "train_subset": 256,
@@ -51,10 +56,11 @@ def proxy_worker(job: dict[str, Any]) -> None:
         proxy_module._dataset = lambda name, root: big  # the proxy's one way to its data
     proxy_evaluate = proxy_module.proxy_evaluate
     spec = parse_name(job["name"], growth_rate=job["k"])
+    warm = parse_name(job["warm"][0], growth_rate=job["warm"][1]) if job.get("warm") else spec
     t0 = time.perf_counter()
     proxy = job["proxy"]
     small = {"train_subset": min(1024, proxy.get("train_subset") or 1024), "val_subset": min(256, proxy["val_size"])}
-    proxy_evaluate(spec, _config({**proxy, **small}))
+    proxy_evaluate(warm, _config({**proxy, **small}))
     cold_s = time.perf_counter() - t0
     Path(job["ready"]).touch()
     while not Path(job["go"]).exists():
@@ -65,14 +71,14 @@ def proxy_worker(job: dict[str, Any]) -> None:
 
 
 def _trials(n: int, model: tuple[str, int], proxy: dict[str, Any], source: str, deadline: float,
-            script: str) -> dict[str, Any]:
+            script: str, warm: Optional[tuple[str, int]] = None) -> dict[str, Any]:
     """``n`` trials at once; aggregate images/s over the wall time from the first timed proxy's
     start to the last one's end.
     Each trial's output goes to a file: a full pipe would stall it before the barrier."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         go = folder / "go"
-        jobs = [{"name": model[0], "k": model[1], "proxy": proxy, "source": source,
+        jobs = [{"name": model[0], "k": model[1], "proxy": proxy, "source": source, "warm": warm,
                  "ready": str(folder / f"ready{i}"), "go": str(go)} for i in range(n)]
         procs = []
         for i, j in enumerate(jobs):
@@ -129,28 +135,40 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
     else:
         model, proxy, counts, source = SPEC, {**PROXY, "dataset": "demo"}, CONCURRENCY, TILED
     rows = []
-    for n in counts:
+    for n, variant, changes, warm in [(n, "", {}, None) for n in counts] + variants(mode):
         if time.monotonic() > deadline - 20:
-            rows.append({"trials": n, "error": "skipped: time budget spent"})
+            rows.append({"trials": n, "variant": variant, "error": "skipped: time budget spent"})
             continue
-        rows.append(_trials(n, model, proxy, source, deadline, script))
+        rows.append({**_trials(n, model, {**proxy, **changes}, source, deadline, script, warm), "variant": variant})
     return {"rows": rows, "proxy": proxy, "source": source, "text": render(rows, model, proxy, source)}
+
+
+def variants(mode: str) -> list[tuple[int, str, dict[str, Any], Optional[tuple[str, int]]]]:
+    """Single trials that say what a search's trial pays: a new model (its warm-up proxy trained
+    another spec, so every convolution shape is new to cuDNN, as for each candidate of a search),
+    with and without cuDNN's autotuning, and the same spec without it."""
+    other = CHECK_OTHER if mode == "check" else OTHER
+    off = {"cudnn_benchmark": False}
+    return [(1, "new model", {}, other), (1, "new model, cudnn_benchmark off", off, other),
+            (1, "cudnn_benchmark off", off, None)]
 
 
 def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, Any], source: str) -> str:
     head = (f"Proxy trials (section 3): {model[0]} k={model[1]}, 1 epoch, batch {proxy['batch_size']}, "
             f"data: {source}, goal < {GOAL_S:.0f} s for one trial\n\n"
-            "| concurrent trials | aggregate images/s | wall s | proxy s (each) | cold start s (each) |\n"
-            "|---:|---:|---:|---|---|")
+            "| concurrent trials | variant | aggregate images/s | wall s | proxy s (each) | cold start s (each) |\n"
+            "|---:|---|---:|---:|---|---|")
     lines = [head]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['trials']} | {r['error']} | | | |")
+            lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['error']} | | | |")
             continue
         each = ", ".join(f"{s:.2f}" for s in r["proxy_seconds"])
         cold = ", ".join(f"{s:.1f}" for s in r["cold_s"])
-        lines.append(f"| {r['trials']} | {r['aggregate_images_per_s']:,.0f} | {r['wall_s']:.2f} | {each} | {cold} |")
-    best = max((r for r in rows if "error" not in r), key=lambda r: r["aggregate_images_per_s"], default=None)
+        lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['aggregate_images_per_s']:,.0f} | {r['wall_s']:.2f} "
+                     f"| {each} | {cold} |")
+    same = [r for r in rows if "error" not in r and not r.get("variant")]
+    best = max(same, key=lambda r: r["aggregate_images_per_s"], default=None)
     if best:
         lines.append(f"\nMost aggregate throughput: {best['trials']} concurrent trial(s) per GPU.")
     return "\n".join(lines)

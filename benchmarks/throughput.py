@@ -51,7 +51,7 @@ SETTINGS = {
     "cpu": {"device": "cpu", "batch_size": 32, "amp": "off", "channels_last": True},
     "check": {"device": "cpu", "batch_size": 2, "amp": "off", "channels_last": True, "warmup": 1, "repeats": 1, "steps": 1},
 }
-PROXY, PROXY_BUDGET_S = "proxy trials", 120
+PROXY, PROXY_BUDGET_S = "proxy trials", 180
 
 
 @dataclass

@@ -35,6 +35,7 @@ class ProxyConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "bf16", "off"] = "auto"
     compile: bool = False
+    cudnn_benchmark: bool = Field(default=True, description="see TrainConfig.cudnn_benchmark")
     seed: int = 0
 
 
@@ -55,7 +56,8 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
     splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
-                            device=cfg.device, amp=cfg.amp, compile=cfg.compile, seed=cfg.seed)
+                            device=cfg.device, amp=cfg.amp, compile=cfg.compile, cudnn_benchmark=cfg.cudnn_benchmark,
+                            seed=cfg.seed)
 
     def on_epoch(m: EpochMetrics) -> None:
         report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,

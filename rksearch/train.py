@@ -61,6 +61,8 @@ class TrainConfig(BaseModel):
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: bool = True
     compile: bool = False
+    cudnn_benchmark: bool = Field(default=True, description="let cuDNN time every convolution algorithm once per new "
+                                  "shape: pays off over long runs; a 1-epoch proxy of a new model may not recoup it")
     loader: LoaderMode = "auto"
     workers: Optional[int] = Field(default=None, ge=0)
     seed: int = 0
@@ -131,7 +133,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.manual_seed(cfg.seed)
         self.model = spec.build().to(self.device)
         if cfg.channels_last:
