@@ -459,7 +459,7 @@ def check_dataset(space: SearchSpace) -> None:
 
 
 def check_resources(space: SearchSpace) -> None:
-    """Each trial must fit on one live node of the Ray cluster: Tune would wait for it forever."""
+    """Each trial must fit on one live node of the local Ray cluster: Tune would wait for it forever."""
     import ray
 
     need = space.search.resources
@@ -543,8 +543,10 @@ def run_search(
     url = storage or default_storage(study_dir)
     if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
         open_storage(url)  # a corrupt or unreachable storage fails before anything is written
-    ray_seconds = init_ray(address or space.search.address, space)
-    check_resources(space)
+    address = address or space.search.address
+    ray_seconds = init_ray(address, space)
+    if not address:  # an existing cluster may autoscale: nodes that fit can still come
+        check_resources(space)
     study_dir = prepare_study_dir(space, Path(out), fresh, storage)
     rdb = open_storage(url)
     searcher = RKSearcher(space, rdb, driver_id())
