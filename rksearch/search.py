@@ -390,7 +390,7 @@ class SearchResult:
     wall_seconds: float
     ray_start_seconds: float
     done: int
-    report: Any = None  # a ParetoReport when the study lives in study_dir
+    report: Any = None  # the ParetoReport of trials.csv and pareto.html
 
     @property
     def framework_share(self) -> float:

@@ -23,8 +23,9 @@ def run(
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
     from rich.live import Live
 
-    from ..search import run_search, summarise
+    from ..search import default_storage, run_search, summarise
     from ..space import load_space
+    from ..study import shown_url
 
     space = load_space(space_file)
     started = time.perf_counter()
@@ -45,12 +46,15 @@ def run(
     )
     for reason in t.reasons[-5:]:
         out.print(f"  failed: {reason}")
-    if result.report is not None:
-        out.print(result.report.table())
-        for line in result.report.baseline_lines():
-            out.print(line, markup=False, highlight=False, soft_wrap=True)
+    out.print(result.report.table())
+    for line in result.report.baseline_lines():
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.storage == default_storage(result.study_dir):
         out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html")
     else:
-        out.print(f"study {result.study_name} in {result.storage}")
-    out.print(f"next: rksearch pareto {result.study_dir}  |  rksearch export {result.study_dir} --pick knee -o best.yaml"
-              f"  |  rksearch dashboard {result.study_dir}")
+        out.print(f"outputs in {result.study_dir}/: trials.csv, pareto.html; the study is in {shown_url(result.storage)}",
+                  markup=False, highlight=False, soft_wrap=True)
+    flag = f" --storage {shown_url(storage)}" if storage and storage != space.storage else ""  # not in space.yaml
+    d = result.study_dir
+    out.print(f"next: rksearch pareto {d}{flag}  |  rksearch export {d}{flag} --pick knee -o best.yaml"
+              f"  |  rksearch dashboard {d}{flag}", markup=False, highlight=False, soft_wrap=True)
