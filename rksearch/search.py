@@ -36,6 +36,7 @@ from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
 from .spec import RKNetSpec
+from .study import STORAGE_FILE, absolute_url, shown_url, storage_of
 
 MAXIMIZE = {"accuracy", "throughput"}
 MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
@@ -57,14 +58,24 @@ def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{study_dir / 'optuna.db'}"
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage; SQLite files get WAL so readers never block the search."""
+DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}
+
+
+def open_storage(url: str, *, source: str | Path | None = None, field: str | None = None) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage; SQLite files get WAL so readers never block the search. Errors name
+    ``source`` and ``field`` (where the URL was given) and never show a password."""
     if url.startswith("sqlite:///"):
         _enable_wal(Path(url[len("sqlite:///"):]))
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
     except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
-        raise RKSearchError(f"cannot open the Optuna storage: {str(e).splitlines()[0]}", source=url) from None
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        if "DB access module" in text:
+            text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(scheme, 'its SQLAlchemy driver')})"
+        where = f"{shown_url(url)}: " if source is not None else ""
+        raise RKSearchError(f"{where}cannot open the Optuna storage: {text}", source=source or shown_url(url),
+                            field=field) from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -477,6 +488,33 @@ def check_resources(space: SearchSpace) -> None:
     )
 
 
+def check_same_storage(study_dir: Path, url: str, field: str) -> None:
+    """A study folder holds one study: continuing it in another storage would start a second study
+    whose outputs overwrite the first one's."""
+    if not study_dir.is_dir():
+        return
+    recorded = storage_of(study_dir)
+    if recorded is None:
+        recorded = default_storage(study_dir) if (study_dir / "optuna.db").exists() else None
+    elif "***" not in recorded:
+        recorded = absolute_url(recorded)
+    if recorded is not None and recorded != url and recorded != shown_url(url):
+        raise RKSearchError(f"holds a study in {shown_url(recorded)}, not in {shown_url(url)}; continue it there, "
+                            "or start over with --fresh or another --out", source=study_dir, field=field)
+
+
+def record_storage(study_dir: Path, url: str) -> None:
+    """Write ``storage.url`` where the study is not the folder's ``optuna.db``, so pareto, export,
+    dashboard and notebooks find it from anywhere (a password is not written: they then need --storage)."""
+    path = study_dir / STORAGE_FILE
+    if url == default_storage(study_dir):
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(shown_url(url) + "\n")
+    tmp.replace(path)
+
+
 def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, storage: str | None) -> Path:
     study_dir = out / space.name
     if fresh and study_dir.exists():
@@ -536,19 +574,23 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
     max_failures = max_failures if max_failures is not None else space.search.max_failures
+    given = {"source": None, "field": "--storage"} if storage else {"source": space.source, "field": "storage"}
     storage = storage or space.storage
     check_has_candidates(space)
     check_dataset(space)
     study_dir = Path(out) / space.name
-    url = storage or default_storage(study_dir)
+    url = absolute_url(storage) if storage else default_storage(study_dir)
+    if not fresh:
+        check_same_storage(study_dir, url, given["field"])
     if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
-        open_storage(url)  # a corrupt or unreachable storage fails before anything is written
+        open_storage(url, **given)  # a corrupt or unreachable storage fails before anything is written
     address = address or space.search.address
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
         check_resources(space)
     study_dir = prepare_study_dir(space, Path(out), fresh, storage)
-    rdb = open_storage(url)
+    rdb = open_storage(url, **given)
+    record_storage(study_dir, url)
     searcher = RKSearcher(space, rdb, driver_id())
     study = searcher.study
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,

@@ -23,6 +23,7 @@ from .spec import RKNetSpec, parse_yaml
 
 DB_NAME = "optuna.db"
 SPACE_COPY = "space.yaml"  # the space file rksearch run copies into the study folder
+STORAGE_FILE = "storage.url"  # where rksearch run records a storage other than the folder's optuna.db
 DEFAULT_OBJECTIVES = ("accuracy", "flops")
 PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
 GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
@@ -211,9 +212,21 @@ def shown_url(url: str) -> str:
         return url
 
 
+def absolute_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (against the working directory), so the
+    study can be found from anywhere later."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path, sep, query = url[len("sqlite:///"):].partition("?")
+        return f"sqlite:///{Path(path).resolve()}{sep}{query}"
+    return url
+
+
 def storage_of(study_dir: Path) -> str | None:
-    """The storage URL named by the ``storage:`` of the space copy ``rksearch run`` leaves in a study
-    folder, or None: the study is the folder's own ``optuna.db``."""
+    """The storage ``rksearch run`` recorded in a study folder (``storage.url``, else the space
+    copy's ``storage:``), or None: the study is the folder's own ``optuna.db``."""
+    recorded = study_dir / STORAGE_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip() or None
     space = study_dir / SPACE_COPY
     if not space.is_file():
         return None
@@ -234,6 +247,9 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
         path = path.parent
     url = storage or (storage_of(path) if path.is_dir() else None)
     name = name or path.resolve().name
+    if url is not None and storage is None and "***" in url:
+        raise RKSearchError("records its storage without the password; give it: --storage URL", source=path,
+                            field=STORAGE_FILE)
     if url is not None:
         source: str | Path = shown_url(url)
         _check_sqlite_url(url, source)

@@ -508,3 +508,25 @@ def test_storage_errors(study, tmp_path, rk) -> None:
     assert not (tmp_path / "nothing.db").exists()  # opening never creates a database
     with pytest.raises(RKSearchError, match="holds 'demo', not study 'other'"):
         load_study(tmp_path / "other", storage=url)
+
+
+def test_recorded_storage(study, tmp_path, monkeypatch) -> None:
+    """What rksearch run records: absolute SQLite paths, no password, one study per folder."""
+    from rksearch.search import check_same_storage, default_storage, record_storage
+    from rksearch.study import absolute_url
+
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert absolute_url("sqlite:///rel.db?timeout=5") == f"sqlite:///{tmp_path / 'cwd' / 'rel.db'}?timeout=5"
+    assert absolute_url("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert absolute_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    check_same_storage(study, default_storage(study), "--storage")  # the folder's own optuna.db
+    with pytest.raises(RKSearchError, match="holds a study in sqlite:///.*optuna.db, not in sqlite:////elsewhere.db"):
+        check_same_storage(study, "sqlite:////elsewhere.db", "--storage")
+    record_storage(study, "mysql://me:s3cret@db.example/studies")
+    assert (study / "storage.url").read_text().strip() == "mysql://me:***@db.example/studies"
+    check_same_storage(study, "mysql://me:s3cret@db.example/studies", "--storage")  # the same, password aside
+    with pytest.raises(RKSearchError, match="without the password; give it: --storage URL"):
+        load_study(study)
+    record_storage(study, default_storage(study))
+    assert not (study / "storage.url").exists() and len(load_study(study).trials) == 25

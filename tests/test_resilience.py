@@ -48,11 +48,13 @@ def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
                        proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
     cmd = [sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "driver.log"
+    with open(log, "w") as sink:
+        driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
     study_dir = out / "killed"
     try:
         def mid_search() -> bool:
-            assert driver.poll() is None, "the search ended before it could be killed"
+            assert driver.poll() is None, f"the search ended before it could be killed: {log.read_text()[-1500:]}"
             trials = load(study_dir).trials
             return len(done_trials_of(trials)) >= 1 and any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
 

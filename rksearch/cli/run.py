@@ -54,7 +54,7 @@ def run(
     else:
         out.print(f"outputs in {result.study_dir}/: trials.csv, pareto.html; the study is in {shown_url(result.storage)}",
                   markup=False, highlight=False, soft_wrap=True)
-    flag = f" --storage {shown_url(storage)}" if storage and storage != space.storage else ""  # not in space.yaml
+    flag = f" --storage {shown_url(result.storage)}" if "***" in shown_url(result.storage) else ""  # not recorded
     d = result.study_dir
     out.print(f"next: rksearch pareto {d}{flag}  |  rksearch export {d}{flag} --pick knee -o best.yaml"
               f"  |  rksearch dashboard {d}{flag}", markup=False, highlight=False, soft_wrap=True)
