@@ -364,7 +364,12 @@ def resolve_network(name_or_path: str | Path, **fields: Any) -> AnySpec:
     if is_file and not isinstance(load_any_spec(text), BaselineSpec):
         return resolve_spec(text, **given)
     if not is_file and not text.strip().lower().startswith(("densenet", "cliquenet")):
-        return resolve_spec(text, **given)
+        try:
+            return resolve_spec(text, **given)
+        except RKSearchError as e:
+            if e.field != "name":
+                raise
+            raise RKSearchError(f"{e.message}; or a baseline: {NAMES_HELP}", source=e.source, field=e.field) from None
     wrong = sorted(set(given) - set(BASELINE_FIELDS))
     if wrong:
         flag = "--no-multiscale" if wrong[0] == "multiscale" else f"--{wrong[0].replace('_', '-')}"

@@ -85,6 +85,9 @@ CASES = [
     ("dashboard", "empty_dir", [], "optuna.db"),
     ("dashboard", "corrupt_study", [], "not an SQLite database"),
     ("bench", None, ["IRKNet-1x1"], "periods.0.stages"),
+    ("export", None, ["{tmp}/studies/demo"], "Missing option '-o' / '--output'"),  # the command line's own errors
+    ("dashboard", None, ["{tmp}/studies/demo", "--port", "99999"], "Invalid value for '--port'"),
+    ("train", None, ["densenet-bc-10-k4", "--dataset", "demo", "--device", "cuda", "--out", "{tmp}/r"], "--device"),
     ("bench", "not_a_spec.yaml", [], "not an RKNet spec"),
     ("bench", None, ["IRKNet-2x1", "--device", "cuda"], "CUDA is not available"),
 ]
@@ -100,7 +103,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("command, key, extra, needle", CASES, ids=[f"{c[0]}-{c[1] or c[2][0]}" for c in CASES])
 def test_bad_input(tmp_path: Path, command: str, key: str | None, extra: list[str], needle: str) -> None:
-    if command == "bench" and "cuda" in extra:
+    if command in ("bench", "train") and "cuda" in extra:
         import torch
 
         if torch.cuda.is_available():

@@ -8,7 +8,9 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from ._app import app, err
+import typer
+
+from ._app import app, err, out
 from . import describe, run  # noqa: F401  (registers commands)
 from . import zc  # noqa: F401
 from . import convert  # noqa: F401  (registers rksearch convert)
@@ -21,10 +23,29 @@ from . import calibrate  # noqa: F401  (registers rksearch calibrate)
 from ..errors import RKSearchError
 
 
+# Typer vendors click in recent releases: reach its exception classes through a public one.
+_CLICK = {c.__name__: c for c in typer.BadParameter.__mro__}
+UsageError, ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: user errors become one line and exit status 2."""
+    """Console entry point: user errors, the command line's included, become one line and exit status 2."""
     try:
-        app(args=argv, prog_name="rksearch")
+        code = app(args=argv, prog_name="rksearch", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: --help returns its status
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
+            out.print(e.ctx.get_help(), highlight=False)
+            sys.exit(e.exit_code)
+        hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        err.print(f"[bold red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except ClickException as e:
+        err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err.print("interrupted")
+        sys.exit(130)
     except RKSearchError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)

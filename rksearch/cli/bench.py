@@ -11,9 +11,9 @@ from ._app import app, ints, out
 
 @app.command()
 def bench(
-    name_or_spec: str = typer.Argument(..., help="An RKNet name such as IRKNet-3x1_3x1_3x1, a spec file, or resnet18."),
+    name_or_spec: str = typer.Argument(..., help="An RKNet name such as IRKNet-3x1_3x1_3x1, a baseline name such as densenet-bc-100, a spec file, or resnet18."),
     growth_rate: Optional[str] = typer.Option(None, "--growth-rate", "-k", help="k, or one k per period (comma-separated)."),
-    m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period."),
+    m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (RKNets only)."),
     device: str = typer.Option("auto", "--device", help="cuda, cpu, or auto (CUDA where there is one)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Default: 512 on CUDA, 32 on CPU."),
     amp: str = typer.Option("auto", "--amp", help="bf16 (autocast), off, or auto (bf16 on CUDA, as the trainer)."),

@@ -11,7 +11,7 @@ from ._app import app, out
 
 @app.command()
 def dashboard(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "

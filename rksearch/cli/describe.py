@@ -13,11 +13,11 @@ from ._app import app, ints, out
 def describe(
     name_or_spec: str = typer.Argument(..., help="A name such as IRKNet-3x1_3x1_3x1 or densenet-bc-100, or a spec YAML/JSON file."),
     growth_rate: Optional[str] = typer.Option(None, "--growth-rate", "-k", help="k, or one k per period (comma-separated)."),
-    m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (2,4,8,16)."),
+    m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (2,4,8,16); RKNets only."),
     stem: Optional[str] = typer.Option(None, "--stem", help="cifar or imagenet."),
     input_size: Optional[int] = typer.Option(None, "--input-size"),
     num_classes: Optional[int] = typer.Option(None, "--num-classes"),
-    no_multiscale: bool = typer.Option(False, "--no-multiscale", help="Pool only the last period's output."),
+    no_multiscale: bool = typer.Option(False, "--no-multiscale", help="Pool only the last period's output (RKNets only)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Name, parameters, FLOPs and per-period layout of an RKNet (or the size of a DenseNet/CliqueNet baseline)."""

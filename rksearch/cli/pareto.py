@@ -20,7 +20,7 @@ def _writable(path: Path, flag: str) -> None:
 
 @app.command()
 def pareto(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated, e.g. accuracy,flops (default: the study's)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the Plotly figure and the hypervolume history to this HTML file."),
     paper: bool = typer.Option(False, "--paper", help="Overlay the paper's CIFAR-10 results (Tables 1-2, full training)."),
@@ -44,7 +44,7 @@ def pareto(
 
 @app.command()
 def export(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/ holding optuna.db)."),
+    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
     pick: str = typer.Option("knee", "--pick", help="knee, best-accuracy, min-flops or trial:N."),
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Only trials whose full spec has at most this many FLOPs (2e8, 200M, 0.2G)."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Only trials whose full spec has at most this many parameters (1.5M)."),

@@ -16,7 +16,7 @@ def run(
     trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Searched trials to have done (trained or pruned; baselines come on top); default: the space's search.trials."),
     fresh: bool = typer.Option(False, "--fresh", help="Move the existing study aside and start over."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (e.g. 127.0.0.1:6379 or auto)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in <out>/<name>/optuna.db)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: the space's storage:, else sqlite in <out>/<name>/optuna.db); recorded in the study folder."),
     out_dir: Path = typer.Option(Path("studies"), "--out", help="Folder that holds the study folders."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="End the search once more trials than this have failed."),
 ) -> None:
