@@ -359,11 +359,10 @@ def resolve_network(name_or_path: str | Path, **fields: Any) -> AnySpec:
     with fields changed (``None`` ignored; ``m`` and ``multiscale`` are RKNet fields)."""
     text = str(name_or_path)
     given = {k: v for k, v in fields.items() if v is not None}
-    path = Path(text)
-    is_file = path.is_file() or text.endswith(SPEC_SUFFIXES)
-    if is_file and not isinstance(load_any_spec(text), BaselineSpec):
+    loaded = load_any_spec(text) if Path(text).is_file() or text.endswith(SPEC_SUFFIXES) else None
+    if isinstance(loaded, RKNetSpec):
         return resolve_spec(text, **given)
-    if not is_file and not text.strip().lower().startswith(("densenet", "cliquenet")):
+    if loaded is None and not _names_a_baseline(text):
         try:
             return resolve_spec(text, **given)
         except RKSearchError as e:
@@ -376,10 +375,14 @@ def resolve_network(name_or_path: str | Path, **fields: Any) -> AnySpec:
         raise RKSearchError(f"applies to RKNets only, not to the baseline {text}", field=flag)
     if isinstance(given.get("growth_rate"), list):
         raise RKSearchError("a baseline has one growth rate", field="--growth-rate")
-    if is_file:
-        spec = load_any_spec(text)
-        return spec.replace(**given) if given else spec
+    if loaded is not None:
+        return loaded.replace(**given) if given else loaded
     return baseline_spec(text, **given)
+
+
+def _names_a_baseline(text: str) -> bool:
+    """Not a file: a baseline name, whose grammar errors are then the useful ones."""
+    return text.strip().lower().startswith(("densenet", "cliquenet"))
 
 
 def resolve_any_spec(arg: str | Path) -> AnySpec:
@@ -391,7 +394,7 @@ def resolve_any_spec(arg: str | Path) -> AnySpec:
     text = str(arg)
     if Path(text).exists() or text.endswith(SPEC_SUFFIXES):
         return load_any_spec(text)
-    if text.strip().lower().startswith(("densenet", "cliquenet")):
+    if _names_a_baseline(text):
         try:
             return baseline_spec(text)
         except RKSearchError as e:

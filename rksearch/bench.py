@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from .errors import RKSearchError
 from .memory import MemoryProbe
+from .train import resolve_device
 
-DEVICES = ("auto", "cuda", "cpu")
 AMPS = ("auto", "bf16", "off")
 IMPLS = {  # --impl: how every BN-ReLU-conv computes (rksearch.models.layers.Impl), never what
     "concat": {},  # the default: concatenated, channels padded to multiples of 8 on a GPU
@@ -38,16 +38,6 @@ CLOCKS = ("wall", "thread")
 def _check(value: Any, allowed: tuple, what: str) -> None:
     if value not in allowed:
         raise RKSearchError(f"expected one of {', '.join(map(str, allowed))}, got {value!r}", field=what)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA where there is one; asking for CUDA without one is a user error."""
-    _check(name, DEVICES, "--device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RKSearchError("CUDA is not available on this machine (torch sees no GPU); use --device cpu", field="--device")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -80,7 +70,7 @@ class BenchOptions:
 
     def resolved(self) -> "BenchOptions":
         """A copy with the device and every device-dependent default filled in."""
-        dev = resolve_device(self.device)
+        dev = resolve_device(self.device, "--device")
         cuda = dev.type == "cuda"
         if self.cuda_graph and not cuda:
             raise RKSearchError("CUDA graphs need --device cuda", field="--cuda-graph")

@@ -18,7 +18,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .errors import RKSearchError
-from .study import Study, load_study
+from .study import Study, load_study, sqlite_path
 
 BUSY_TIMEOUT_S = 60
 
@@ -101,7 +101,7 @@ def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 808
     import optuna_dashboard
 
     study = load_study(study_dir, storage=storage)
-    if study.url.startswith("sqlite:///"):
+    if sqlite_path(study.url) is not None:
         wal, rdb = ensure_wal(study.db), open_storage(study.db)
     else:  # a database server: concurrent readers are its business
         wal, rdb = True, optuna.storages.RDBStorage(study.url, skip_table_creation=True)

@@ -36,7 +36,7 @@ from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
 from .spec import RKNetSpec
-from .study import STORAGE_FILE, absolute_url, shown_url, storage_of
+from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_of
 
 MAXIMIZE = {"accuracy", "throughput"}
 MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
@@ -64,8 +64,9 @@ DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}
 def open_storage(url: str, *, source: str | Path | None = None, field: str | None = None) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage; SQLite files get WAL so readers never block the search. Errors name
     ``source`` and ``field`` (where the URL was given) and never show a password."""
-    if url.startswith("sqlite:///"):
-        _enable_wal(Path(url[len("sqlite:///"):]))
+    db = sqlite_path(url)
+    if db is not None:
+        _enable_wal(db)
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
     except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage

@@ -106,7 +106,7 @@ class Study:
     @property
     def db(self) -> Path:
         """The SQLite file, for a study in its folder's ``optuna.db`` or in an ``sqlite:///`` URL."""
-        return Path(self.url[len("sqlite:///"):].split("?")[0]) if self.url.startswith("sqlite:///") else self.path / DB_NAME
+        return sqlite_path(self.url) or self.path / DB_NAME
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -212,13 +212,19 @@ def shown_url(url: str) -> str:
         return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an ``sqlite:///`` URL (its query string left out), else None."""
+    return Path(url[len("sqlite:///"):].partition("?")[0]) if url.startswith("sqlite:///") else None
+
+
 def absolute_url(url: str) -> str:
     """``url`` with a relative SQLite path made absolute (against the working directory), so the
     study can be found from anywhere later."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        path, sep, query = url[len("sqlite:///"):].partition("?")
-        return f"sqlite:///{Path(path).resolve()}{sep}{query}"
-    return url
+    path = sqlite_path(url)
+    if path is None or path.is_absolute():
+        return url
+    _, sep, query = url.partition("?")
+    return f"sqlite:///{path.resolve()}{sep}{query}"
 
 
 def storage_of(study_dir: Path) -> str | None:
@@ -293,8 +299,8 @@ def _folder_db(path: Path) -> Path:
 
 def _check_sqlite_url(url: str, source: str | Path) -> None:
     """An SQLite URL must name an existing database: opening a missing file would create it, empty."""
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///"):].split("?")[0])
+    db = sqlite_path(url)
+    if db is not None:
         if not db.is_file():
             raise RKSearchError("no such SQLite database", source=source)
         _check_db(db)

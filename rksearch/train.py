@@ -108,9 +108,13 @@ class FitResult:
         return sum(m.images for m in self.history) / self.train_seconds if self.history else 0.0
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, field: str = "device") -> torch.device:
+    """``auto`` is CUDA where there is one; asking for CUDA without one is a user error naming ``field``."""
+    if name not in ("auto", "cuda", "cpu"):
+        raise RKSearchError(f"expected one of auto, cuda, cpu, got {name!r}", field=field)
     if name == "cuda" and not torch.cuda.is_available():
-        raise RKSearchError("CUDA is not available on this machine", field="device")
+        flag = f"; use {field} cpu" if field.startswith("--") else ""
+        raise RKSearchError(f"CUDA is not available on this machine (torch sees no GPU){flag}", field=field)
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 

@@ -6,16 +6,15 @@ from typing import Optional
 
 import typer
 
-from ._app import app, out
+from ._app import STORAGE_HELP, STUDY_DIR_HELP, app, out
 
 
 @app.command()
 def dashboard(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
+    study_dir: Path = typer.Argument(..., help=STUDY_DIR_HELP),
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port to listen on (0 picks a free one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
-                                          "folder's optuna.db nor the storage its space.yaml names."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
     from ..dashboard import dashboard as open_dashboard

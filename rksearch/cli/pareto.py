@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, out
+from ._app import STORAGE_HELP, STUDY_DIR_HELP, app, out
 from ..errors import RKSearchError
 
 
@@ -20,12 +20,11 @@ def _writable(path: Path, flag: str) -> None:
 
 @app.command()
 def pareto(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
+    study_dir: Path = typer.Argument(..., help=STUDY_DIR_HELP),
     objectives: Optional[str] = typer.Option(None, "--objectives", help="Comma-separated, e.g. accuracy,flops (default: the study's)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the Plotly figure and the hypervolume history to this HTML file."),
     paper: bool = typer.Option(False, "--paper", help="Overlay the paper's CIFAR-10 results (Tables 1-2, full training)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
-                                          "folder's optuna.db nor the storage its space.yaml names."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
     from ..pareto_report import ParetoReport, write_text
@@ -44,13 +43,12 @@ def pareto(
 
 @app.command()
 def export(
-    study_dir: Path = typer.Argument(..., help="A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."),
+    study_dir: Path = typer.Argument(..., help=STUDY_DIR_HELP),
     pick: str = typer.Option("knee", "--pick", help="knee, best-accuracy, min-flops or trial:N."),
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Only trials whose full spec has at most this many FLOPs (2e8, 200M, 0.2G)."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Only trials whose full spec has at most this many parameters (1.5M)."),
     output: Path = typer.Option(..., "-o", "--output", help="The spec file to write (.yaml or .json)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="The Optuna storage URL, where the study is not the "
-                                          "folder's optuna.db nor the storage its space.yaml names."),
+    storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """Write the full spec of one trial (not the shrunken proxy) for ``rksearch train``."""
     from ..export import export as export_spec

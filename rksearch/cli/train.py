@@ -41,9 +41,9 @@ def train(
     from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
     from ..train import train as train_spec
 
-    from ..bench import resolve_device
+    from ..train import resolve_device
 
-    resolve_device(device)  # before anything starts: a machine without CUDA says so at once
+    resolve_device(device, "--device")  # before anything starts: a machine without CUDA says so at once
     spec = resolve_any_spec(spec_file)
     try:
         data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset, seed=seed,

@@ -42,7 +42,7 @@ def zc(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Score sampled specs without training: synflow, NASWOT, grad_norm, snip, FLOPs, params."""
-    from ..bench import resolve_device
+    from ..train import resolve_device
     from ..space import load_space
     from ..zerocost import DATA_FREE, check_names, proxy_batch, score_spec
 
