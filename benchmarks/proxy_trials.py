@@ -8,7 +8,8 @@ search: it decodes the data and runs one small proxy untimed (CUDA context, cuDN
 decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. Then
 single trials of a "new model" (the warm-up trained another spec, so the timed proxy pays cuDNN's
 autotuning of every shape, as each candidate of a search does), with and without
-``cudnn_benchmark``: whether short proxies should switch the autotuning off.
+``cudnn_benchmark``: whether short proxies should switch the autotuning off; and without
+``static_shapes`` (the partial last batch and the evaluation batch: two more shapes to tune).
 
 Without the CIFAR-10 zip (62 MB does not fit beside the wheels in what travels to a GPU
 machine), the trials train on the bundled demo images tiled to CIFAR-10's 50,000 (as
@@ -150,7 +151,7 @@ def variants(mode: str) -> list[tuple[int, str, dict[str, Any], Optional[tuple[s
     other = CHECK_OTHER if mode == "check" else OTHER
     off = {"cudnn_benchmark": False}
     return [(1, "new model", {}, other), (1, "new model, cudnn_benchmark off", off, other),
-            (1, "cudnn_benchmark off", off, None)]
+            (1, "new model, static_shapes off", {"static_shapes": False}, other), (1, "cudnn_benchmark off", off, None)]
 
 
 def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, Any], source: str) -> str:

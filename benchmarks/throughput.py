@@ -79,8 +79,8 @@ def groups(device: str) -> list[Group]:
     earlier run measured already (CUDA graphs of the eager step, IRKNet-3 and ResNet-18
     compiled, the layout and precision levers). CPU: eager and levers, then compiled."""
     cuda = device == "cuda"
-    impls = {IRK3: ("concat", "unaligned", "align-in", "concat-copy", "per-connection"),
-             ERK6: ("concat", "unaligned", "align-in", "concat-copy", "per-connection"),
+    impls = {IRK3: ("concat", "unaligned", "align-in", "align-dense", "concat-copy", "per-connection"),
+             ERK6: ("concat", "unaligned", "align-in", "align-dense", "concat-copy", "per-connection"),
              IRK5: ("concat", "concat-copy", "per-connection")}  # k = 80: nothing to align
     if not cuda:  # a CPU aligns nothing, and the BN's copy is measured in benchmarks/README.md
         impls = {m: ("concat", "per-connection") for m in impls}

@@ -159,7 +159,7 @@ class DenseNetSpec(BaselineSpec):
     def _default_init_channels(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("init_channels") is None:
             k, bottleneck = data.get("growth_rate"), data.get("bottleneck", True)
-            if type(k) is int and bottleneck is True:
+            if type(k) is int and k >= 1 and bottleneck is True:  # a bad k is reported once, as growth_rate
                 data = {**data, "init_channels": 2 * k}
             else:
                 data = {k_: v for k_, v in data.items() if k_ != "init_channels"}

@@ -27,7 +27,8 @@ IMPLS = {  # --impl: how every BN-ReLU-conv computes (rksearch.models.layers.Imp
     "concat": {},  # the default: concatenated, channels padded to multiples of 8 on a GPU
     "per-connection": {"per_connection": True},  # the straightforward reference
     "unaligned": {"align": 1},  # concatenated, no channel padding
-    "align-in": {"align_output": False},  # input channels padded, outputs dense
+    "align-in": {"align_output": "off"},  # input channels padded, outputs never padded
+    "align-dense": {"align_output": "dense"},  # padded outputs sliced and copied dense once
     "concat-copy": {"keep_parts": False},  # BN's backward keeps a concatenated copy (faster, more memory)
 }
 BASELINES = ("resnet18", "none")

@@ -36,6 +36,7 @@ class ProxyConfig(BaseModel):
     amp: Literal["auto", "bf16", "off"] = "auto"
     compile: bool = False
     cudnn_benchmark: bool = Field(default=True, description="see TrainConfig.cudnn_benchmark")
+    static_shapes: bool = Field(default=True, description="see TrainConfig.static_shapes")
     seed: int = 0
 
 
@@ -57,7 +58,7 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
                             device=cfg.device, amp=cfg.amp, compile=cfg.compile, cudnn_benchmark=cfg.cudnn_benchmark,
-                            seed=cfg.seed)
+                            static_shapes=cfg.static_shapes, seed=cfg.seed)
 
     def on_epoch(m: EpochMetrics) -> None:
         report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .baselines import AnySpec
-from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pipeline
+from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pad_batch, pipeline
 from .data.splits import Dataset, Style
 from .errors import RKSearchError
 from .spec import save_spec
@@ -31,7 +31,7 @@ from .spec import save_spec
 CHECK_EVERY = 50
 """Steps between checks of the loss for NaN/inf: each check waits for the device."""
 CHECKPOINT, METRICS, MODEL, RESULT, SPEC = "checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"
-RESUMABLE_CHANGES = {"device", "compile", "workers", "loader"}
+RESUMABLE_CHANGES = {"device", "compile", "cudnn_benchmark", "workers", "loader"}
 """Config fields a resumed run may change: where and how it runs, not what it computes."""
 
 
@@ -63,6 +63,10 @@ class TrainConfig(BaseModel):
     compile: bool = False
     cudnn_benchmark: bool = Field(default=True, description="let cuDNN time every convolution algorithm once per new "
                                   "shape: pays off over long runs; a 1-epoch proxy of a new model may not recoup it")
+    static_shapes: bool = Field(default=True, description="every batch the model sees has the training batch's shape: "
+                                "an epoch's partial last training batch is dropped (the order is reshuffled every "
+                                "epoch) and the last evaluation batch is padded, so cuDNN tunes and torch.compile "
+                                "captures one shape, not three")
     loader: LoaderMode = "auto"
     workers: Optional[int] = Field(default=None, ge=0)
     seed: int = 0
@@ -155,9 +159,15 @@ class Trainer:
 
     def _loader(self, split: Split, train: bool) -> Loader:
         pipe = pipeline(self.splits.dataset, train=train, augment=self.cfg.augment, size=self.spec.input_size)
-        return make_loader(split, pipe, batch_size=self.cfg.batch_size if train else 2 * self.cfg.batch_size,
+        return make_loader(split, pipe, batch_size=self.cfg.batch_size if train else self._eval_batch,
                            device=self.device, shuffle=train, generator=self.generator if train else None,
-                           channels_last=self.cfg.channels_last, mode=self.cfg.loader, workers=self.cfg.workers)
+                           channels_last=self.cfg.channels_last, drop_last=train and self.cfg.static_shapes,
+                           mode=self.cfg.loader, workers=self.cfg.workers)
+
+    @property
+    def _eval_batch(self) -> int:
+        """The training batch's shape with static shapes, else twice the batch (no gradients to keep)."""
+        return min(self.cfg.batch_size, len(self.splits.train)) if self.cfg.static_shapes else 2 * self.cfg.batch_size
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
@@ -209,6 +219,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in loader:
+            if self.cfg.static_shapes:
+                x, y = pad_batch(x, y, self._eval_batch)  # padding rows are ignored by both sums
             with self._autocast():
                 logits = self.forward(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
@@ -267,16 +279,20 @@ def fit(
     extra: dict | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
     evaluate_test: bool = False,
 ) -> FitResult:
     """Train ``spec`` for ``cfg.epochs``; ``on_epoch`` runs after each epoch (and its checkpoint)
-    and may stop the run by raising. A non-finite loss raises :class:`TrainingDiverged`."""
+    and may stop the run by raising; ``on_resume`` gets the epochs a checkpoint that fits holds.
+    A non-finite loss raises :class:`TrainingDiverged`."""
     check_fits(spec, splits.dataset)
     start = time.perf_counter()
     trainer = Trainer(spec, splits, cfg)
     extra = extra or {}
     if resume and checkpoint is not None and checkpoint.is_file():
         trainer.load(checkpoint, extra)
+        if on_resume:
+            on_resume(trainer.epoch)
     before = trainer.elapsed
     while trainer.epoch < cfg.epochs:
         metrics = trainer.train_epoch(on_step)
@@ -343,6 +359,7 @@ def train(
     resume: bool = False,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Full training of ``spec`` into the folder ``out``: checkpoint, metrics.csv, model.pt
     (state_dict plus spec), spec.yaml and result.json with the test accuracy."""
@@ -357,7 +374,7 @@ def train(
                 on_epoch(m)
 
         result = fit(spec, splits, cfg, checkpoint=out / CHECKPOINT, resume=resume, extra={"data": data.model_dump()},
-                     on_epoch=epoch_done, on_step=on_step, evaluate_test=True)
+                     on_epoch=epoch_done, on_step=on_step, on_resume=on_resume, evaluate_test=True)
     _write_outputs(out, spec, splits.dataset, result)
     return result
 

@@ -91,8 +91,17 @@ def test_channels_last_concat_equals_per_connection(name: str, fields: dict, tra
     torch.testing.assert_close(_after_step(fast, x.contiguous(memory_format=CL)), _after_step(ref, x))
 
 
-IMPLS = [{"align": 8}, {"align": 3}, {"align": 8, "align_output": False}, {"keep_parts": False},
-         {"align": 8, "keep_parts": False}]
+IMPLS = [{"align": 8}, {"align": 3}, {"align": 8, "align_output": "off"}, {"align": 8, "align_output": "dense"},
+         {"keep_parts": False}, {"align": 8, "keep_parts": False}]
+
+
+@pytest.mark.parametrize("output, dense", [("view", False), ("dense", True), ("off", True)])
+def test_aligned_outputs_are_dense_where_asked(output: str, dense: bool) -> None:
+    """36 output channels padded to 40: the sliced view is strided unless copied or never padded."""
+    bn, weight = torch.nn.BatchNorm2d(20), torch.randn(36, 20, 3, 3)
+    x = torch.randn(2, 20, 8, 8).contiguous(memory_format=CL)
+    out = layers.bn_relu_conv([x], bn, weight, 1, layers.Impl(align=8, align_output=output))
+    assert out.shape == (2, 36, 8, 8) and out.is_contiguous(memory_format=CL) == dense
 
 
 @pytest.mark.parametrize("name, fields", SPECS)

@@ -15,7 +15,8 @@ from rksearch.cli import main
 from rksearch.data import DataOptions, load_splits
 from rksearch.errors import RKSearchError
 from rksearch.proxy import ProxyConfig, proxy_evaluate
-from rksearch.train import TrainConfig, TrainingDiverged, fit, train
+from rksearch.data.loaders import num_batches
+from rksearch.train import TrainConfig, Trainer, TrainingDiverged, fit, train
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -114,6 +115,36 @@ def test_spec_must_match_the_data(small_splits) -> None:
         fit(TINY.replace(input_size=64), small_splits, TrainConfig(epochs=1, device="cpu"))
 
 
+def _batch_shapes(splits, cfg: TrainConfig) -> tuple[set[int], set[int]]:
+    """The batch sizes the model saw in one epoch's training and in its validation."""
+    trainer = Trainer(TINY, splits, cfg)
+    seen: dict[bool, set[int]] = {True: set(), False: set()}
+    trainer.model.register_forward_pre_hook(lambda m, args: seen[m.training].add(args[0].shape[0]))
+    trainer.train_epoch()
+    return seen[True], seen[False]
+
+
+def test_static_shapes_show_the_model_one_batch_shape(small_splits) -> None:
+    # 192 training images at batch 40: 4 full batches and 32 left over; 100 validation images
+    cfg = TrainConfig(epochs=1, batch_size=40, device="cpu")
+    assert _batch_shapes(small_splits, cfg) == ({40}, {40})
+    assert _batch_shapes(small_splits, cfg.model_copy(update={"static_shapes": False})) == ({40, 32}, {80, 20})
+
+
+def test_padded_evaluation_equals_unpadded(small_splits) -> None:
+    a, b = (Trainer(TINY, small_splits, TrainConfig(batch_size=48, device="cpu", static_shapes=static))
+            for static in (True, False))  # the same seed: the same weights
+    (loss_a, acc_a), (loss_b, acc_b) = a.evaluate(small_splits.val), b.evaluate(small_splits.val)
+    assert acc_a == acc_b and loss_a == pytest.approx(loss_b, rel=1e-5)
+
+
+def test_static_shapes_drop_only_a_partial_batch() -> None:
+    assert num_batches(49_000, 512, True, drop_last=True) == 95
+    assert num_batches(49_000, 512, True) == 96
+    assert num_batches(300, 512, True, drop_last=True) == 1  # no full batch: the partial one stays
+    assert num_batches(1_024, 512, True, drop_last=True) == 2
+
+
 # -- the proxy evaluation ------------------------------------------------------------------------
 
 def test_proxy_reports_full_and_trained_costs() -> None:
@@ -157,7 +188,11 @@ def test_cli_trains_into_a_run_folder(tmp_path) -> None:
     assert len(read_csv(out / "metrics.csv")) == 2
     assert json.loads((out / "result.json").read_text())["epochs"] == 2
     again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "continuing the run" in again.stderr
+    assert again.returncode == 0 and "continuing the run" in again.stderr and "after epoch 2" in again.stderr
+    changed = subprocess.run([*cmd[:cmd.index("--epochs") + 1], "3", *cmd[cmd.index("--epochs") + 2:], "--resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 2 and "epochs=2, now 3" in changed.stderr
+    assert "continuing" not in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 
 
 def _spec_file(tmp_path: Path, **changes) -> Path:

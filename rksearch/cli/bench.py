@@ -24,7 +24,8 @@ def bench(
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="Default: on."),
     baseline: str = typer.Option("resnet18", "--baseline", help="resnet18 (timed in the same run) or none."),
     impl: str = typer.Option("concat", "--impl", help="concat (one conv per stage; the default), per-connection (the reference), "
-                                             "unaligned (no channel padding on a GPU), align-in (pad inputs only) or concat-copy (BN keeps a concatenated copy)."),
+                                             "unaligned (no channel padding on a GPU), align-in (pad inputs only), align-dense (padded outputs "
+                                             "copied dense) or concat-copy (BN keeps a concatenated copy)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed steps first. Default: 5 on CUDA, 2 on CPU."),
     repeats: int = typer.Option(5, "--repeats", help="Timed repeats; the median is reported."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Steps per repeat. Default: 10 on CUDA, 1 on CPU."),

@@ -38,7 +38,7 @@ def train(
     from ..data import DataOptions, load_splits
     from ..errors import RKSearchError, from_validation_error
     from ..baselines import resolve_any_spec
-    from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
+    from ..train import TrainConfig, TrainingDiverged, check_fits, paper_recipe
     from ..train import train as train_spec
 
     from ..train import resolve_device
@@ -60,12 +60,15 @@ def train(
     except RKSearchError as e:
         raise e.located(spec_file) from None
     folder = out_dir or Path("runs") / spec_file.stem
-    if resume and (folder / CHECKPOINT).is_file():
-        err.print(f"continuing the run in {folder}", highlight=False, soft_wrap=True)
     try:
         with _Progress(cfg.epochs) as progress:
+            def resumed(epochs_done: int) -> None:  # the checkpoint fits: said only then
+                progress.bar.console.print(f"continuing the run in {folder} after epoch {epochs_done}",
+                                           highlight=False, soft_wrap=True)
+                progress.epoch = epochs_done + 1
+
             result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
-                                on_epoch=progress.epoch_done, on_step=progress.step)
+                                on_epoch=progress.epoch_done, on_step=progress.step, on_resume=resumed)
     except TrainingDiverged as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

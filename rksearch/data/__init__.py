@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .augment import Pipeline
 from .cache import cache_dir
-from .loaders import Loader, LoaderMode, make_loader
+from .loaders import Loader, LoaderMode, make_loader, pad_batch
 from .sources import DATASETS, load_dataset
 from .splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
 
@@ -46,6 +46,6 @@ def pipeline(ds: Dataset, *, train: bool, augment: bool, size: int) -> Pipeline:
 
 __all__ = [
     "DATASETS", "DataOptions", "Dataset", "FileSplit", "Loader", "LoaderMode", "Pipeline", "Split", "Splits",
-    "TensorSplit", "balanced_order", "cache_dir", "load_dataset", "load_splits", "make_loader", "pipeline",
+    "TensorSplit", "balanced_order", "cache_dir", "load_dataset", "load_splits", "make_loader", "pad_batch", "pipeline",
     "split_dataset",
 ]

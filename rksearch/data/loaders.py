@@ -31,9 +31,16 @@ class Loader(Protocol):
     def __iter__(self) -> Iterator[Batch]: ...
 
 
-def num_batches(n: int, batch_size: int, shuffle: bool) -> int:
-    """Batches per epoch; a final training batch of one image is dropped (BatchNorm cannot train on it)."""
+IGNORE = -100
+"""The label of a padding row: ``F.cross_entropy``'s default ``ignore_index``, and no class."""
+
+
+def num_batches(n: int, batch_size: int, shuffle: bool, drop_last: bool = False) -> int:
+    """Batches per epoch. ``drop_last`` drops a partial final batch where there is a full one;
+    otherwise only a final training batch of one image is dropped (BatchNorm cannot train on it)."""
     full, rest = divmod(n, batch_size)
+    if drop_last and full:
+        return full
     return full + (rest > 1 or (rest == 1 and (not shuffle or full == 0)))
 
 
@@ -42,16 +49,16 @@ class ResidentLoader:
     ``generator`` (so a checkpoint of its state resumes the exact sequence)."""
 
     def __init__(self, split: TensorSplit, pipe: Pipeline, *, batch_size: int, device: torch.device,
-                 shuffle: bool, generator: torch.Generator | None, channels_last: bool):
+                 shuffle: bool, generator: torch.Generator | None, channels_last: bool, drop_last: bool = False):
         images = split.images.to(device)
         self.images = F.pad(images, (PAD,) * 4) if pipe.crops else images
         self.labels = split.labels.to(device)
         self.pipe, self.batch_size, self.device = pipe, batch_size, device
-        self.shuffle, self.generator = shuffle, generator or torch.Generator()
+        self.shuffle, self.generator, self.drop_last = shuffle, generator or torch.Generator(), drop_last
         self.normalize = Normalize(pipe, device, channels_last)
 
     def __len__(self) -> int:
-        return num_batches(len(self.labels), self.batch_size, self.shuffle)
+        return num_batches(len(self.labels), self.batch_size, self.shuffle, self.drop_last)
 
     def __iter__(self) -> Iterator[Batch]:
         n, bs = len(self.labels), self.batch_size
@@ -99,12 +106,13 @@ class StreamLoader:
     """A torch DataLoader: workers decode and augment per sample, the device normalises."""
 
     def __init__(self, split: Split, pipe: Pipeline, *, batch_size: int, device: torch.device,
-                 shuffle: bool, generator: torch.Generator | None, channels_last: bool, workers: int):
+                 shuffle: bool, generator: torch.Generator | None, channels_last: bool, workers: int,
+                 drop_last: bool = False):
         n = len(split)
         self.loader = DataLoader(
             _Samples(split, pipe), batch_size=batch_size, shuffle=shuffle, num_workers=workers,
             generator=generator or torch.Generator(), collate_fn=_collate, pin_memory=device.type == "cuda",
-            drop_last=num_batches(n, batch_size, shuffle) < -(-n // batch_size),
+            drop_last=num_batches(n, batch_size, shuffle, drop_last) < -(-n // batch_size),
             prefetch_factor=4 if workers else None,
         )
         self.device = device
@@ -119,6 +127,18 @@ class StreamLoader:
                 raise batch
             x, y = batch
             yield self.normalize(x.to(self.device, non_blocking=True)), y.to(self.device)
+
+
+def pad_batch(x: Tensor, y: Tensor, size: int) -> Batch:
+    """The batch grown to ``size`` rows of zero images labelled :data:`IGNORE`, which the loss
+    and ``argmax == label`` skip: evaluation then runs at the training batch's shape, whose
+    kernels cuDNN has already tuned (and a compiled model has already captured)."""
+    n = size - len(y)
+    if n <= 0:
+        return x, y
+    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    x = torch.cat([x, x.new_zeros((n, *x.shape[1:]))]).contiguous(memory_format=layout)
+    return x, F.pad(y, (0, n), value=IGNORE)
 
 
 def fits_on(split: Split, device: torch.device) -> bool:
@@ -141,6 +161,7 @@ def make_loader(
     shuffle: bool,
     generator: torch.Generator | None = None,
     channels_last: bool = False,
+    drop_last: bool = False,
     mode: LoaderMode = "auto",
     workers: int | None = None,
 ) -> Loader:
@@ -148,7 +169,8 @@ def make_loader(
     if mode == "resident" and not isinstance(split, TensorSplit):
         raise RKSearchError("the resident loader needs images decoded in memory; this dataset keeps its "
                             "large images as files, use the dataloader", field="loader")
-    common = dict(batch_size=batch_size, device=device, shuffle=shuffle, generator=generator, channels_last=channels_last)
+    common = dict(batch_size=batch_size, device=device, shuffle=shuffle, generator=generator, channels_last=channels_last,
+                  drop_last=drop_last)
     if mode == "resident" or (mode == "auto" and fits_on(split, device)):
         return ResidentLoader(split, pipe, **common)
     workers = min(8, os.cpu_count() or 1) if workers is None else workers

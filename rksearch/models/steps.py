@@ -90,7 +90,6 @@ class CliqueBlock(nn.Module):
         return v
 
 
-
 class IRKStep(CliqueBlock):
     """An implicit RK time-step: a restricted clique block (Section 3.3.2, Rules 1-3).
 
