@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/rksearch run search_spaces/demo.yaml --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -1,11 +1,11 @@
 """What ``static_shapes`` saves a short proxy: one batch shape instead of three.
 
-    python benchmarks/bench_shapes.py                        # CPU, torch.compile: graphs compiled, seconds
-    python benchmarks/bench_shapes.py --device cuda --no-compile   # GPU eager: cuDNN autotuning of new shapes
+    python benchmarks/bench_shapes.py                  # CPU, torch.compile: graphs compiled, seconds
+    python benchmarks/bench_shapes.py --device cuda --no-compile   # GPU eager: cuDNN autotuning
 
 Each proxy runs in a fresh process with its own inductor cache (a search trial of a new
 candidate starts with nothing compiled and nothing tuned); static and dynamic runs alternate,
-and the ratio is the median of each pair's ratio. The training split is chosen so that the last
+each pair in the other order, and the ratio is the median of each pair's ratio. The training split is chosen so that the last
 batch is partial and the validation split is not a multiple of the batch, as in CIFAR-10 proxies
 (49,000 = 95 x 512 + 360).
 """
@@ -43,11 +43,15 @@ def one(static: bool, proxy: dict, name: str, k: int, threads: int) -> dict:
     job = {"name": name, "k": k, "threads": threads, "proxy": {**proxy, "static_shapes": static}}
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-        r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True,
-                           env=env, timeout=1800)
+        try:
+            r = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True,
+                               text=True, env=env, timeout=1800)
+        except subprocess.TimeoutExpired:
+            raise SystemExit("error: a proxy took over 30 minutes") from None
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     if r.returncode or not lines:
-        raise SystemExit(f"worker failed: {r.stderr.strip().splitlines()[-1:]}")
+        last = r.stderr.strip().splitlines() or ["no result"]
+        raise SystemExit(f"error: the proxy failed: {last[-1]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
@@ -63,14 +67,15 @@ def main() -> None:
         return worker(json.loads(a.worker))
     proxy = {**PROXY, "device": a.device, "compile": a.compile}
     rows: dict[bool, list[dict]] = {True: [], False: []}
-    for _ in range(a.pairs):
-        for static in (True, False):
+    for i in range(a.pairs):
+        for static in ((True, False) if i % 2 else (False, True)):  # alternate which goes first
             rows[static].append(one(static, proxy, *SPEC, a.threads))
     ratios = [d["seconds"] / s["seconds"] for s, d in zip(rows[True], rows[False])]
     print(f"{SPEC[0]} k={SPEC[1]}, proxy {proxy}")
     print("| static_shapes | graphs compiled | seconds (each) |\n|---|---:|---|")
     for static, rs in rows.items():
-        print(f"| {'on' if static else 'off'} | {rs[0]['graphs']} | {', '.join(f'{r['seconds']:.1f}' for r in rs)} |")
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rs)
+        print(f"| {'on' if static else 'off'} | {rs[0]['graphs']} | {each} |")
     print(f"\noff / on: {statistics.median(ratios):.2f}x the time (median of {len(ratios)} pairs)")
 
 

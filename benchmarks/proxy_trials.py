@@ -5,11 +5,12 @@ per GPU.
 HOOK into the trainer: this drives ``rksearch.proxy.proxy_evaluate`` with the fields of PROXY
 that its ``ProxyConfig`` has; keep PROXY in step with it. Each trial is its own process, as in a
 search: it decodes the data and runs one small proxy untimed (CUDA context, cuDNN autotuning,
-decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. Then
-single trials of a "new model" (the warm-up trained another spec, so the timed proxy pays cuDNN's
+decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. First
+come single trials of a "new model" (the warm-up trained another spec, so the timed proxy pays cuDNN's
 autotuning of every shape, as each candidate of a search does), with and without
 ``cudnn_benchmark``: whether short proxies should switch the autotuning off; and without
-``static_shapes`` (the partial last batch and the evaluation batch: two more shapes to tune).
+``static_shapes`` (the partial last batch and the evaluation batch: two more shapes to tune);
+then 1, 2 and 4 concurrent trials.
 
 Without the CIFAR-10 zip (62 MB does not fit beside the wheels in what travels to a GPU
 machine), the trials train on the bundled demo images tiled to CIFAR-10's 50,000 (as
@@ -136,7 +137,7 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
     else:
         model, proxy, counts, source = SPEC, {**PROXY, "dataset": "demo"}, CONCURRENCY, TILED
     rows = []
-    for n, variant, changes, warm in [(n, "", {}, None) for n in counts] + variants(mode):
+    for n, variant, changes, warm in variants(mode) + [(n, "", {}, None) for n in counts]:  # the open questions first
         if time.monotonic() > deadline - 20:
             rows.append({"trials": n, "variant": variant, "error": "skipped: time budget spent"})
             continue

@@ -70,7 +70,7 @@ def open_storage(url: str, *, source: str | Path | None = None, field: str | Non
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
     except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        text = _first_line(e)
         scheme = url.split(":", 1)[0].split("+", 1)[0]
         if "DB access module" in text:
             text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(scheme, 'its SQLAlchemy driver')})"
@@ -516,14 +516,89 @@ def record_storage(study_dir: Path, url: str) -> None:
     tmp.replace(path)
 
 
-def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, storage: str | None) -> Path:
-    study_dir = out / space.name
-    if fresh and study_dir.exists():
-        if storage and not storage.startswith("sqlite"):
-            raise RKSearchError("--fresh cannot move a study in a shared database aside; give the space another name",
-                                field="--fresh")
-        aside = study_dir.with_name(f"{space.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+def set_aside(study_dir: Path, url: str | None, **given: Any) -> None:
+    """``--fresh``: the old study keeps its trials under ``<name>.<time>``. The folder is renamed;
+    where it records a study kept outside it (another SQLite file, a database server), that study
+    is first copied to the new name there and deleted under the old one last, so the renamed
+    folder reads it (a folder names its study) and no failure strands its trials. ``url`` is this
+    run's storage (it supplies a recorded URL's password); None: the folder's own database only."""
+    if not study_dir.is_dir():
+        return
+    aside = study_dir.with_name(f"{study_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+    if aside.exists():
+        raise RKSearchError(f"{aside.name} exists already; try again in a second", source=study_dir, field="--fresh")
+    external = _recorded_storage(study_dir, url) if url is not None else None
+    if external is None:
+        if (study_dir / "optuna.db").exists():
+            try:
+                live = _live_trials(open_storage(default_storage(study_dir)), study_dir.name)
+            except Exception:  # a broken database is what --fresh moves aside
+                live = []
+            _refuse_running(live, study_dir)
         study_dir.rename(aside)
+        return
+    rdb = open_storage(external, **given)
+    names = {s.study_name for s in rdb.get_all_studies()}
+    moving = study_dir.name in names
+    if moving:
+        _refuse_running(_live_trials(rdb, study_dir.name), study_dir)
+        if aside.name in names:
+            raise RKSearchError(f"{shown_url(external)} holds a study {aside.name} already; try again in a second",
+                                source=study_dir, field="--fresh")
+        try:
+            optuna.copy_study(from_study_name=study_dir.name, from_storage=rdb, to_storage=rdb,
+                              to_study_name=aside.name)
+        except Exception as e:  # sqlalchemy and optuna raise many types
+            raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {_first_line(e)}; "
+                                "nothing was moved", source=study_dir, field="--fresh") from None
+    study_dir.rename(aside)
+    if moving:
+        try:
+            optuna.delete_study(study_name=study_dir.name, storage=rdb)
+        except Exception as e:
+            raise RKSearchError(f"the study was copied to {aside.name} but not deleted under its old name "
+                                f"({_first_line(e)}); delete it (optuna delete-study) and run again",
+                                source=study_dir, field="--fresh") from None
+
+
+def _recorded_storage(study_dir: Path, url: str) -> str | None:
+    """The storage the folder records, with ``url``'s password where the record hides it; None
+    where the study is the folder's own database."""
+    recorded = storage_of(study_dir)
+    if recorded is None:
+        return None
+    if "***" in recorded:
+        if shown_url(url) != recorded:
+            raise RKSearchError(f"holds a study in {recorded}; give its password: --storage URL", source=study_dir,
+                                field="--fresh")
+        recorded = url
+    recorded = absolute_url(recorded)
+    return None if recorded == default_storage(study_dir) else recorded
+
+
+def _live_trials(rdb: optuna.storages.RDBStorage, name: str) -> list[int]:
+    """Trials of study ``name`` that a live driver is training (none where there is no such study)."""
+    if name not in {s.study_name for s in rdb.get_all_studies()}:
+        return []
+    study = optuna.load_study(study_name=name, storage=rdb)
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("driver") and _alive(t.user_attrs["driver"])]
+
+
+def _refuse_running(live: list[int], study_dir: Path) -> None:
+    if live:
+        raise RKSearchError(f"another rksearch run is training trials {live[:5]} of this study; let it finish or "
+                            "stop it before starting over", source=study_dir, field="--fresh")
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | None, **given: Any) -> Path:
+    study_dir = out / space.name
+    if fresh:
+        set_aside(study_dir, url, **given)
     study_dir.mkdir(parents=True, exist_ok=True)
     if space.source is not None:
         tmp = study_dir / "space.yaml.tmp"
@@ -589,7 +664,7 @@ def run_search(
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
         check_resources(space)
-    study_dir = prepare_study_dir(space, Path(out), fresh, storage)
+    study_dir = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
     searcher = RKSearcher(space, rdb, driver_id())

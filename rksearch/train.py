@@ -33,6 +33,8 @@ CHECK_EVERY = 50
 CHECKPOINT, METRICS, MODEL, RESULT, SPEC = "checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"
 RESUMABLE_CHANGES = {"device", "compile", "cudnn_benchmark", "workers", "loader"}
 """Config fields a resumed run may change: where and how it runs, not what it computes."""
+BEFORE_FIELDS = {"static_shapes": False}
+"""How checkpoints written before a config field existed ran."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -252,6 +254,8 @@ class Trainer:
         mine = self.state_dict(extra)
         for key in ("spec", "extra", "config"):
             then, now = state.get(key), mine[key]
+            if key == "config" and then is not None:
+                then = {**BEFORE_FIELDS, **then}
             diff = [k for k in sorted(set(then or {}) | set(now)) if (then or {}).get(k) != now.get(k)
                     and not (key == "config" and k in RESUMABLE_CHANGES)]
             if diff:

@@ -129,3 +129,14 @@ def test_throughput_script_check(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["rows"] and all("images_per_s" in row for row in data["rows"]), data["rows"]
     assert "| model | variant | images/s |" in r.stdout
+    proxy = data["proxy"]["rows"]
+    assert not [row for row in proxy if "error" in row], proxy
+    assert {row["variant"] for row in proxy} >= {"new model, static_shapes off", "new model, cudnn_benchmark off"}
+
+
+@pytest.mark.slow
+def test_shapes_benchmark_runs() -> None:
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_shapes.py"), "--no-compile", "--pairs", "1",
+                        "--threads", "1"], capture_output=True, text=True, timeout=600, env=ONE_THREAD)
+    assert r.returncode == 0, r.stderr
+    assert "| on | 0 |" in r.stdout and "| off | 0 |" in r.stdout and "off / on:" in r.stdout

@@ -479,6 +479,57 @@ def test_study_in_the_storage_its_space_names(study, tmp_path, rk) -> None:
     assert code == 0 and load_spec(tmp_path / "best.yaml").name in out, err
 
 
+def test_fresh_sets_a_study_aside_in_its_own_storage(study, tmp_path) -> None:
+    """``run --fresh`` on a folder whose study lives elsewhere: the old trials move to
+    ``demo.<time>`` in that storage, beside the renamed folder that reads them."""
+    import optuna
+
+    from rksearch.search import default_storage, record_storage, set_aside
+
+    trials = len(load_study(study).trials)
+    url = _moved(study, tmp_path)
+    record_storage(study, url)
+    set_aside(study, default_storage(study))  # this run's storage differs: the folder's record says where
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("demo.")]
+    assert not study.exists() and optuna.get_all_study_names(url) == [aside.name]
+    assert len(load_study(aside).trials) == trials
+
+
+def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> None:
+    """A folder with its own optuna.db, and another storage that holds a study of the same name:
+    only the folder moves."""
+    import optuna
+
+    from rksearch.search import set_aside
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.create_study(study_name="demo", storage=other)
+    set_aside(study, other)
+    assert optuna.get_all_study_names(other) == ["demo"] and not study.exists()
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("demo.")]
+    assert (aside / "optuna.db").is_file()
+
+
+def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
+    import optuna
+
+    from rksearch.search import default_storage, driver_id, record_storage, set_aside
+
+    (study / "storage.url").write_text("mysql://me:***@db.example/studies\n")
+    with pytest.raises(RKSearchError, match="give its password: --storage URL"):
+        set_aside(study, default_storage(study))
+    (study / "storage.url").unlink()
+    running = optuna.load_study(study_name="demo", storage=default_storage(study)).ask()
+    running.set_user_attr("driver", driver_id())  # this process: alive
+    with pytest.raises(RKSearchError, match=r"another rksearch run is training trials \[25\]"):
+        set_aside(study, default_storage(study))
+    url = _moved(study, tmp_path)
+    record_storage(study, url)
+    with pytest.raises(RKSearchError, match="another rksearch run"):
+        set_aside(study, url)
+    assert study.is_dir() and optuna.get_all_study_names(url) == ["demo"]
+
+
 def test_dashboard_on_the_storage_its_space_names(study, tmp_path) -> None:
     from rksearch.dashboard import dashboard
 

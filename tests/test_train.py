@@ -101,6 +101,23 @@ def test_resume_equals_uninterrupted_run(tmp_path, small_splits) -> None:
     assert e.value.field == "config" and e.value.source == str(tmp_path / "b" / "checkpoint.pt")
 
 
+def test_checkpoints_from_before_static_shapes_resume_as_they_ran(tmp_path, small_splits) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=64, device="cpu", static_shapes=False)
+
+    def stop(m) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(TINY, small_splits, cfg, tmp_path, data=SMALL_DATA, on_epoch=stop)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["static_shapes"]  # as written before the field existed
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(RKSearchError, match="static_shapes=False, now True"):
+        train(TINY, small_splits, cfg.model_copy(update={"static_shapes": True}), tmp_path, data=SMALL_DATA,
+              resume=True)
+    assert train(TINY, small_splits, cfg, tmp_path, data=SMALL_DATA, resume=True).history[-1].epoch == 2
+
+
 def test_non_finite_loss_raises_typed_error(small_splits) -> None:
     with pytest.raises(TrainingDiverged) as e:
         fit(TINY, small_splits, TrainConfig(epochs=3, lr=1e30, device="cpu"))

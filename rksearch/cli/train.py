@@ -27,6 +27,9 @@ def train(
     loader: str = typer.Option("auto", "--loader", help="auto, resident (whole split on the device) or dataloader."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    static_shapes: bool = typer.Option(True, "--static-shapes/--no-static-shapes",
+                                       help="One batch shape: drop each epoch's partial last batch, pad the last "
+                                            "evaluation batch (default)."),
     seed: int = typer.Option(0, "--seed"),
     download: bool = typer.Option(False, "--download", help="Download torchvision datasets (needs a network)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec file name>)."),
@@ -52,7 +55,7 @@ def train(
         given = {"epochs": epochs, "batch_size": batch_size}
         recipe = {**paper_recipe(splits.dataset.style), **{k: v for k, v in given.items() if v is not None}}
         cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
-                          compile=compile, seed=seed)
+                          compile=compile, static_shapes=static_shapes, seed=seed)
     except ValidationError as e:
         raise from_validation_error(e) from None
     try:
@@ -61,14 +64,9 @@ def train(
         raise e.located(spec_file) from None
     folder = out_dir or Path("runs") / spec_file.stem
     try:
-        with _Progress(cfg.epochs) as progress:
-            def resumed(epochs_done: int) -> None:  # the checkpoint fits: said only then
-                progress.bar.console.print(f"continuing the run in {folder} after epoch {epochs_done}",
-                                           highlight=False, soft_wrap=True)
-                progress.epoch = epochs_done + 1
-
+        with _Progress(cfg.epochs, folder) as progress:
             result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
-                                on_epoch=progress.epoch_done, on_step=progress.step, on_resume=resumed)
+                                on_epoch=progress.epoch_done, on_step=progress.step, on_resume=progress.resumed)
     except TrainingDiverged as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -80,13 +78,13 @@ def train(
 class _Progress:
     """A rich progress bar over the batches of each epoch, with the last epoch's loss and accuracy."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, folder: Path):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err, transient=True)
         self.task = self.bar.add_task("train", total=None, epoch=1, stats="")
-        self.epoch = 1
+        self.epoch, self.folder = 1, folder
 
     def __enter__(self) -> "_Progress":
         self.bar.start()
@@ -97,6 +95,12 @@ class _Progress:
 
     def step(self, step: int, steps: int) -> None:
         self.bar.update(self.task, completed=step, total=steps, epoch=self.epoch)
+
+    def resumed(self, epochs_done: int) -> None:
+        """Said only once the checkpoint was found to fit the run."""
+        self.bar.console.print(f"continuing the run in {self.folder} after epoch {epochs_done}", highlight=False,
+                               soft_wrap=True)
+        self.epoch = epochs_done + 1
 
     def epoch_done(self, m) -> None:
         val = f"  val acc {m.val_accuracy:.2%}" if m.val_accuracy is not None else ""

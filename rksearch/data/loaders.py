@@ -136,9 +136,7 @@ def pad_batch(x: Tensor, y: Tensor, size: int) -> Batch:
     n = size - len(y)
     if n <= 0:
         return x, y
-    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    x = torch.cat([x, x.new_zeros((n, *x.shape[1:]))]).contiguous(memory_format=layout)
-    return x, F.pad(y, (0, n), value=IGNORE)
+    return F.pad(x, (0, 0) * (x.dim() - 1) + (0, n)), F.pad(y, (0, n), value=IGNORE)  # F.pad keeps the layout
 
 
 def fits_on(split: Split, device: torch.device) -> bool:

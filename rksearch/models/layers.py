@@ -50,6 +50,10 @@ class Impl:
     align_output: Literal["view", "dense", "off"] = "view"  # dense and off: not yet measured on a GPU
     keep_parts: bool = True
 
+    def __post_init__(self) -> None:
+        if self.align_output not in ("view", "dense", "off"):
+            raise ValueError(f"align_output is view, dense or off, not {self.align_output!r}")
+
     def alignment(self, device: torch.device) -> int:
         return (8 if device.type == "cuda" else 1) if self.align is None else self.align
 
