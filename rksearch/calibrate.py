@@ -406,7 +406,7 @@ def calibrate(
     scored = [scorer(spec) for spec in specs]
 
     calib = dataclasses.replace(space, name=f"{space.name}-calibrate")
-    study_dir = prepare_study_dir(calib, Path(out), fresh, None)  # a calibration is its folder's own database
+    study_dir, _ = prepare_study_dir(calib, Path(out), fresh, None)  # a calibration is its folder's own database
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=open_storage(default_storage(study_dir)), study_name=calib.name,
                                 direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)

@@ -19,7 +19,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 import optuna
 from optuna.trial import TrialState
@@ -403,6 +404,7 @@ class SearchResult:
     ray_start_seconds: float
     done: int
     report: Any = None  # the ParetoReport of trials.csv and pareto.html
+    set_aside: Optional[Path] = None  # where --fresh moved the old study folder
 
     @property
     def framework_share(self) -> float:
@@ -434,11 +436,15 @@ def fail_stale_trials(study: optuna.Study) -> int:
         driver = t.user_attrs.get("driver", "")
         if driver and _alive(driver):
             continue
-        study._storage.set_trial_user_attr(t._trial_id, "outcome", FAILED)
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "its driver died before the trial finished")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        _fail(study, t, "its driver died before the trial finished")
         n += 1
     return n
+
+
+def _fail(study: optuna.Study, t: optuna.trial.FrozenTrial, reason: str) -> None:
+    study._storage.set_trial_user_attr(t._trial_id, "outcome", FAILED)
+    study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
 
 def count_done(study: optuna.Study) -> int:
@@ -461,13 +467,25 @@ def check_has_candidates(space: SearchSpace) -> None:
 
 
 def check_dataset(space: SearchSpace) -> None:
-    """Load (and so cache, decoded) the proxy's dataset once, before any trial needs it."""
-    from .data import load_dataset
+    """Load (and so cache, decoded) the proxy's dataset once, before any trial needs it; and
+    check what every trial would fail on alike: the proxy's split sizes and the network's fixed
+    fields (classes, channels, input size) against the data."""
+    from types import SimpleNamespace
 
+    from .data import load_dataset, split_dataset
+    from .train import check_fits
+
+    p = space.proxy
     try:
-        load_dataset(space.proxy.dataset, space.proxy.root)
+        ds = load_dataset(p.dataset, p.root)
+        split_dataset(ds, val_size=p.val_size, train_subset=p.train_subset, val_subset=p.val_subset,
+                      test_subset=None, seed=p.seed)
     except RKSearchError as e:
         raise RKSearchError(e.message, source=space.source, field=f"proxy.{e.field or 'dataset'}") from None
+    try:
+        check_fits(SimpleNamespace(**space.network.fixed), ds)  # every candidate has these fields
+    except RKSearchError as e:
+        raise RKSearchError(e.message, source=space.source, field=f"network.{e.field}") from None
 
 
 def check_resources(space: SearchSpace) -> None:
@@ -487,6 +505,32 @@ def check_resources(space: SearchSpace) -> None:
         f"(the largest: {cpus:g} CPU, {gpus:g} GPU); {hint}",
         source=space.source, field="search.resources.gpu" if gpu_short else "search.resources.cpu",
     )
+
+
+DEFAULT_MAX_FAILURES = 10
+"""Failed trials a search without ``max_failures`` bears before it stops (or as many as it asks for)."""
+
+PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes"}
+"""Proxy fields a continued study may change: how a candidate trains, not what its accuracy means."""
+
+
+def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace) -> None:
+    """A continued study must go on measuring what it measured: its objectives (the slots its
+    trials' values fill) and the proxy, whose accuracies share one front."""
+    if space.name not in {s.study_name for s in rdb.get_all_studies()}:
+        return
+    attrs = optuna.load_study(study_name=space.name, storage=rdb).user_attrs
+    then, now = attrs.get("objectives"), list(space.objectives)
+    hint = "start over with --fresh, or give the space another name"
+    if then is not None and list(then) != now:
+        raise RKSearchError(f"study {space.name} was run with objectives {list(then)}, not {now}; {hint}",
+                            source=space.source, field="objectives")
+    then, now = attrs.get("proxy") or {}, space.proxy.model_dump()
+    for k in sorted(set(then) | set(now)):
+        if k not in PROXY_HOW and then.get(k, now.get(k)) != now.get(k):  # a field new since: as it was
+            raise RKSearchError(f"study {space.name} trained its candidates with {k}: {then.get(k)!r}, not "
+                                f"{now.get(k)!r}; their accuracies would share a front; {hint}",
+                                source=space.source, field=f"proxy.{k}")
 
 
 def check_same_storage(study_dir: Path, url: str, field: str) -> None:
@@ -516,14 +560,15 @@ def record_storage(study_dir: Path, url: str) -> None:
     tmp.replace(path)
 
 
-def set_aside(study_dir: Path, url: str | None, **given: Any) -> None:
+def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
     """``--fresh``: the old study keeps its trials under ``<name>.<time>``. The folder is renamed;
     where it records a study kept outside it (another SQLite file, a database server), that study
     is first copied to the new name there and deleted under the old one last, so the renamed
     folder reads it (a folder names its study) and no failure strands its trials. ``url`` is this
-    run's storage (it supplies a recorded URL's password); None: the folder's own database only."""
+    run's storage (it supplies a recorded URL's password); None: the folder's own database only.
+    Returns the renamed folder, if there was one."""
     if not study_dir.is_dir():
-        return
+        return None
     aside = study_dir.with_name(f"{study_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
     if aside.exists():
         raise RKSearchError(f"{aside.name} exists already; try again in a second", source=study_dir, field="--fresh")
@@ -536,7 +581,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> None:
                 live = []
             _refuse_running(live, study_dir)
         study_dir.rename(aside)
-        return
+        return aside
     rdb = open_storage(external, **given)
     names = {s.study_name for s in rdb.get_all_studies()}
     moving = study_dir.name in names
@@ -559,6 +604,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> None:
             raise RKSearchError(f"the study was copied to {aside.name} but not deleted under its old name "
                                 f"({_first_line(e)}); delete it (optuna delete-study) and run again",
                                 source=study_dir, field="--fresh") from None
+    return aside
 
 
 def _recorded_storage(study_dir: Path, url: str) -> str | None:
@@ -595,16 +641,20 @@ def _first_line(e: Exception) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | None, **given: Any) -> Path:
+def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | None,
+                      **given: Any) -> tuple[Path, Path | None]:
+    """The study folder, made and holding the space's copy; and where ``fresh`` moved the old one."""
     study_dir = out / space.name
-    if fresh:
-        set_aside(study_dir, url, **given)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    aside = set_aside(study_dir, url, **given) if fresh else None
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RKSearchError(f"cannot create the study folder: {e.strerror}", source=study_dir, field="--out") from None
     if space.source is not None:
         tmp = study_dir / "space.yaml.tmp"
         shutil.copyfile(space.source, tmp)
         tmp.replace(study_dir / "space.yaml")
-    return study_dir
+    return study_dir, aside
 
 
 def init_ray(address: str | None, space: SearchSpace) -> float:
@@ -615,9 +665,11 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C interrupts the search, not just Tune's run
     kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
     if address:
         kwargs["address"] = address
+        check_reachable(address, space)
     else:
         kwargs["include_dashboard"] = False
     if not ray.is_initialized():
@@ -626,6 +678,19 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RKSearchError(f"cannot join the Ray cluster: {str(e).splitlines()[0]}", field="--address") from None
     return time.perf_counter() - t0
+
+
+def check_reachable(address: str, space: SearchSpace, timeout: float = 10.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) nobody answers at: Ray would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # auto, or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        where = {"source": space.source, "field": "search.address"} if address == space.search.address \
+            else {"field": "--address"}
+        raise RKSearchError(f"cannot reach a Ray cluster at {address}: {e.strerror or e}", **where) from None
 
 
 def run_search(
@@ -650,6 +715,10 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
     max_failures = max_failures if max_failures is not None else space.search.max_failures
+    bound = f"max_failures {max_failures}" if max_failures is not None else None
+    if max_failures is None:  # failing alike forever would never end
+        max_failures = max(DEFAULT_MAX_FAILURES, wanted)
+        bound = f"max_failures unset: at most {max_failures}, the trials asked for or {DEFAULT_MAX_FAILURES}"
     given = {"source": None, "field": "--storage"} if storage else {"source": space.source, "field": "storage"}
     storage = storage or space.storage
     check_has_candidates(space)
@@ -659,12 +728,13 @@ def run_search(
     if not fresh:
         check_same_storage(study_dir, url, given["field"])
     if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
-        open_storage(url, **given)  # a corrupt or unreachable storage fails before anything is written
+        # a corrupt or unreachable storage, or a study of other objectives or proxy, fails before anything is written
+        check_continuable(open_storage(url, **given), space)
     address = address or space.search.address
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
         check_resources(space)
-    study_dir = prepare_study_dir(space, Path(out), fresh, url, **given)
+    study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
     searcher = RKSearcher(space, rdb, driver_id())
@@ -691,7 +761,7 @@ def run_search(
                 grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
                 reduction_factor=space.search.scheduler.reduction_factor,
             )
-        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir:
+        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _interrupted(study, study_dir, url):
             while done < wanted or searcher.pending_baselines:
                 if max_failures is not None and searcher.tally.failed > max_failures:
                     break
@@ -715,13 +785,28 @@ def run_search(
                 done = new_done
     report = write_outputs(study_dir, url)
     result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
-                          count_done(study), report)
+                          count_done(study), report, aside)
     if max_failures is not None and searcher.tally.failed > max_failures:
         raise SearchAborted(
-            f"stopped after {searcher.tally.failed} failed trials (max_failures {max_failures}); last: "
+            f"stopped after {searcher.tally.failed} failed trials ({bound}); last: "
             f"{searcher.tally.reasons[-1]}", source=space.source, field="search.max_failures",
         )
     return result
+
+
+@contextmanager
+def _interrupted(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
+    """On Ctrl-C: this driver's running trials end FAIL, the outputs are written, and the
+    interrupt goes on to the caller (exit status 130), so ``run && export`` stops."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        me = driver_id()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("driver") == me:
+                _fail(study, t, "the search was interrupted")
+        write_outputs(study_dir, url)
+        raise
 
 
 class _SearchedASHA(ASHAScheduler):

@@ -303,7 +303,8 @@ def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:
             raise chk.fail(str(key), "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "") + f"; allowed: {', '.join(TOP_KEYS)}")
     name = data.get("name", Path(source).stem if source is not None else "space")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise chk.fail("name", f"{name!r} is not a study name: letters, digits, '_', '-' and '.' only")
+        told = "" if "name" in data else " (taken from the file name; give name: ...)"
+        raise chk.fail("name", f"{name!r} is not a study name: letters, digits, '_', '-' and '.' only{told}")
     storage = data.get("storage")
     if storage is not None and (not isinstance(storage, str) or "://" not in storage):
         raise chk.fail("storage", "expected an Optuna storage URL such as sqlite:///studies/x.db or postgresql://user@host/db")

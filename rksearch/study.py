@@ -247,26 +247,32 @@ def storage_of(study_dir: Path) -> str | None:
 def load_study(study_dir: str | Path, *, name: str | None = None, storage: str | None = None) -> Study:
     """Read a study: by default the study folder's ``optuna.db``, or the storage its space copy
     names; ``storage`` (an Optuna storage URL) overrides both, and then the folder need not exist.
-    The Optuna study is the folder's name unless ``name`` says otherwise."""
+    The Optuna study is the folder's name unless ``name`` says otherwise, or the one study the
+    folder's own database holds (a folder renamed by ``run --fresh``, or copied)."""
     path = Path(study_dir)
     if path.name == DB_NAME and path.is_file():  # the database itself names its folder
         path = path.parent
     url = storage or (storage_of(path) if path.is_dir() else None)
-    name = name or path.resolve().name
+    given, name = name, name or path.resolve().name
     if url is not None and storage is None and "***" in url:
         raise RKSearchError("records its storage without the password; give it: --storage URL", source=path,
                             field=STORAGE_FILE)
     if url is not None:
         source: str | Path = shown_url(url)
-        _check_sqlite_url(url, source)
+        record = path / STORAGE_FILE if (path / STORAGE_FILE).is_file() else path / SPACE_COPY
+        opened = source if storage is not None else f"{record}: {source}"  # errors say where the URL came from
+        _check_sqlite_url(url, opened)
     else:
         db = _folder_db(path)
         names = _check_db(db)
+        if given is None and len(names) == 1:
+            name = names[0]
         if name not in names:
             held = ", ".join(repr(n) for n in names) or "no study"
             raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
         url, source = readonly_url(db), db
-    ostudy, trials = _load_optuna(url, name, source)
+        opened = source
+    ostudy, trials = _load_optuna(url, name, opened)
     attrs = ostudy.user_attrs
     objectives = _objectives(attrs.get("objectives", list(DEFAULT_OBJECTIVES)), source)
     stored = tuple(d.name.lower() for d in ostudy.directions)

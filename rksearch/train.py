@@ -249,8 +249,9 @@ class Trainer:
         """Continue from a checkpoint of the same spec, data and (computing) config."""
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # torch raises many types for a damaged file
-            raise RKSearchError(f"cannot read the checkpoint: {e}".splitlines()[0], source=path) from None
+        except Exception:  # torch raises many types for a damaged file, some with advice not to follow here
+            raise RKSearchError("damaged or not a checkpoint of rksearch train; start again with another --out",
+                                source=path) from None
         mine = self.state_dict(extra)
         for key in ("spec", "extra", "config"):
             then, now = state.get(key), mine[key]
@@ -344,7 +345,10 @@ def run_folder(out: Path, resume: bool) -> Iterator[None]:
     if not resume and (out / CHECKPOINT).exists():
         raise RKSearchError("already holds a run: pass --resume to continue it, or choose another --out", source=out)
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RKSearchError(f"cannot create the run folder: {e.strerror}", source=out, field="--out") from None
     try:
         yield
     except BaseException:

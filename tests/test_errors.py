@@ -31,6 +31,9 @@ def files(tmp: Path) -> dict[str, Path]:
         "many_gpus.yaml": GOOD_SPACE.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: 64}"),
         "too_many_cpus.yaml": GOOD_SPACE.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 4096, gpu: 0}"),
         "baseline_no_blocks.yaml": "baseline: densenet\ngrowth_rate: 4\n",
+        "dup_key.yaml": GOOD_SPACE + "\nname: other\n",
+        "val_too_big.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: demo\n  val_size: 100000"),
+        "wrong_size.yaml": GOOD_SPACE.replace("input_size: 32", "input_size: 64"),
     }
     out = {}
     for name, text in made.items():
@@ -58,6 +61,7 @@ CASES = [
     ("space", "unknown_key.yaml", [], "budget"),
     ("space", "wrong_type.yaml", [], "search.trials"),
     ("space", "bad_range.yaml", [], "periods.stages"),
+    ("space", "dup_key.yaml", [], "key 'name' given twice"),
     ("run", "malformed.yaml", [], "malformed YAML"),
     ("run", "unknown_key.yaml", [], "budget"),
     ("run", "wrong_type.yaml", [], "search.trials"),
@@ -69,6 +73,9 @@ CASES = [
     ("space", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
     ("run", "bad_baselines.yaml", [], "baselines.1: unknown baseline 'resnet50'"),
     ("run", "too_many_cpus.yaml", [], "search.resources.cpu: each trial asks for 4096 CPU"),
+    ("run", "val_too_big.yaml", [], "proxy.val_size: 100000 leaves no training images"),
+    ("run", None, ["{tmp}/not_a_spec.yaml", "--address", "127.0.0.1:1"], "--address: cannot reach a Ray cluster at 127.0"),
+    ("run", "wrong_size.yaml", [], "network.input_size: is 64 but demo images are 32x32"),
     ("run", "many_gpus.yaml", [], "search.resources.gpu: each trial asks for 1 CPU and 64 GPU"),
     ("train", "malformed.yaml", ["--dataset", "demo"], "malformed YAML"),
     ("train", "not_a_spec.yaml", ["--dataset", "demo"], "not an RKNet spec"),

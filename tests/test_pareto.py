@@ -216,11 +216,12 @@ def test_study_errors(study, tmp_path) -> None:
     con.close()
     cases.append((tmp_path / "other", "holds no Optuna study"))
     renamed = Path(shutil.copytree(study, tmp_path / "renamed"))
-    cases.append((renamed, "holds 'demo', not study 'renamed'"))
+    cases.append((renamed, "holds 'demo', not study 'else'"))
     for path, needle in cases:
         with pytest.raises(RKSearchError, match=needle) as e:
-            load_study(path)
+            load_study(path, name="else" if path == renamed else None)
         assert e.value.source is not None
+    assert load_study(renamed).name == "demo"  # a copied folder reads the one study its database holds
 
 
 def test_corrupt_pages(study) -> None:
@@ -557,6 +558,10 @@ def test_storage_errors(study, tmp_path, rk) -> None:
         assert code == 2 and needle in err and "Traceback" not in err, err
         assert "s3cret" not in err
     assert not (tmp_path / "nothing.db").exists()  # opening never creates a database
+    (study / "storage.url").write_text(missing + "\n")
+    with pytest.raises(RKSearchError, match=f"^{study / 'storage.url'}: sqlite:///.*nothing.db: no such SQLite"):
+        load_study(study)  # a bad record names its file
+    (study / "storage.url").unlink()
     with pytest.raises(RKSearchError, match="holds 'demo', not study 'other'"):
         load_study(tmp_path / "other", storage=url)
 

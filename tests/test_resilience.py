@@ -43,6 +43,36 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def test_ctrl_c_stops_the_search_with_status_130(tmp_path: Path) -> None:
+    """Ctrl-C: exit status 130 and one line, so ``run && export`` stops; the running trials end
+    FAIL and the outputs are written, not the summary of a finished search."""
+    space = make_space(tmp_path, "stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
+                       proxy__epochs=3, proxy__train_subset=512)
+    out = tmp_path / "studies"
+    driver = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        def running() -> bool:
+            assert driver.poll() is None, driver.communicate()[1][-1500:]
+            return (out / "stopped" / "optuna.db").exists() and any(
+                t.state == optuna.trial.TrialState.RUNNING for t in load(out / "stopped").trials)
+
+        wait_for(running, 300, "a running trial")
+        driver.send_signal(signal.SIGINT)
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert driver.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr[-1500:]
+    assert "trials done" not in stdout
+    trials = load(out / "stopped").trials
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert any(t.user_attrs.get("fail_reason") == "the search was interrupted" for t in trials)
+    assert (out / "stopped" / "trials.csv").is_file()
+
+
 def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
     space = make_space(tmp_path, "killed", search__trials=6, search__concurrency=2, search__scheduler="none",
                        proxy__epochs=3, proxy__train_subset=512)
@@ -126,6 +156,10 @@ def test_failing_trials_are_recorded_and_bounded(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "max_failures" in r.stderr and "injected failure" in r.stderr
     assert "Traceback" not in r.stderr
+
+    every = ",".join(f"raise@{n}" for n in range(20))  # a search whose every trial fails ends by itself
+    r = rksearch("run", str(space), "--out", str(tmp_path / "unbounded"), env={"RKSEARCH_INJECT_FAULTS": every})
+    assert r.returncode == 1 and "stopped after 11 failed trials (max_failures unset: at most 10" in r.stderr, r.stderr
 
 
 def test_same_seed_same_proposals(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from rksearch.spec import RKNetSpec
+from rksearch.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +96,9 @@ def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     aside = [p for p in out.iterdir() if p.name.startswith("e2e.")]
     assert len(aside) == 1 and (aside[0] / "optuna.db").is_file()
+    assert f"the old study is now {aside[0]}" in r.stdout
     assert len(load(study_dir).trials) >= 1
+    assert len(load_study(aside[0]).trials) == len(study.trials)  # the renamed folder still reads
 
 
 def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
@@ -151,3 +154,28 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
     assert r.returncode == 0 and "DenseNet-BC" not in front_table and "CliqueNet" not in front_table
     r = rksearch("export", str(study_dir), "--pick", "best-accuracy", "-o", str(tmp_path / "best.yaml"))
     assert r.returncode == 0 and "rknet: 1" in (tmp_path / "best.yaml").read_text()
+
+
+def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> None:
+    """What the study's trials measured may not change under them; how they train may."""
+    from rksearch.errors import RKSearchError
+    from rksearch.search import check_continuable, open_storage
+    from rksearch.space import parse_space
+
+    data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
+
+    def space(**changes):
+        return parse_space({**data, **changes}, source="demo.yaml")
+
+    rdb = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    check_continuable(rdb, space())  # no study yet
+    study = optuna.create_study(study_name="demo", storage=rdb, directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["accuracy", "flops"])
+    study.set_user_attr("proxy", {k: v for k, v in space().proxy.model_dump().items() if k != "static_shapes"})
+    check_continuable(rdb, space())  # a field added since reads as it was
+    check_continuable(rdb, space(proxy={**data["proxy"], "static_shapes": False, "cudnn_benchmark": False}))
+    with pytest.raises(RKSearchError, match=r"demo.yaml: objectives: study demo was run with objectives "
+                                            r"\['accuracy', 'flops'\], not \['accuracy', 'params'\]; start over"):
+        check_continuable(rdb, space(objectives=["accuracy", "params"], reference_point={"accuracy": 0, "params": 1e6}))
+    with pytest.raises(RKSearchError, match="demo.yaml: proxy.epochs: study demo trained its candidates with epochs: 3, not 4"):
+        check_continuable(rdb, space(proxy={**data["proxy"], "epochs": 4}))

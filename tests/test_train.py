@@ -226,9 +226,14 @@ def _spec_file(tmp_path: Path, **changes) -> Path:
     ("corrupt image", "cannot decode image"),
     ("class mismatch", "num_classes: is 100 but demo has 10 classes"),
     ("bad device", "device"),
+    ("out under a file", "--out: cannot create the run folder: Not a directory"),
+    ("damaged checkpoint", "checkpoint.pt: damaged or not a checkpoint of rksearch train"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, needle) -> None:
     out = tmp_path / "out"
+    if case == "out under a file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
     spec = _spec_file(tmp_path, num_classes=100) if case == "class mismatch" else _spec_file(tmp_path)
     args = ["train", str(spec), "--dataset", "demo", "--out", str(out)]
     if case == "missing spec":
@@ -248,10 +253,14 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, needl
         args[3:4] = ["imagefolder", "--data-root", str(root)]
     elif case == "bad device":
         args += ["--device", "tpu"]
+    elif case == "damaged checkpoint":
+        out.mkdir()
+        (out / "checkpoint.pt").write_text("garbage")
+        args += ["--resume", "--train-subset", "64", "--val-size", "32", "--device", "cpu"]
     code, stdout, stderr = cli(args, capsys)
     assert code == 2, stderr
     assert needle in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    assert not out.exists()
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
 
 
 def test_cli_divergence_is_reported_without_traceback(tmp_path, capsys) -> None:

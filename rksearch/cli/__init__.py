@@ -32,6 +32,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: user errors, the command line's included, become one line and exit status 2."""
     try:
         code = app(args=argv, prog_name="rksearch", standalone_mode=False)
+        if code == 130:  # Typer turns Ctrl-C into this exit status, silently
+            err.print("interrupted")
         sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: --help returns its status
     except UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:

@@ -38,6 +38,9 @@ def run(
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
                             max_failures=max_failures, on_update=update)
     t = result.tally
+    if result.set_aside is not None:
+        out.print(f"the old study is now {result.set_aside} (rksearch pareto {result.set_aside})", markup=False,
+                  highlight=False, soft_wrap=True)
     baselines = f" and {t.baselines} baselines" if t.baselines else ""
     out.print(
         f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}{baselines}, "

@@ -41,12 +41,14 @@ def train(
     from ..data import DataOptions, load_splits
     from ..errors import RKSearchError, from_validation_error
     from ..baselines import resolve_any_spec
-    from ..train import TrainConfig, TrainingDiverged, check_fits, paper_recipe
+    from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
     from ..train import train as train_spec
 
     from ..train import resolve_device
 
     resolve_device(device, "--device")  # before anything starts: a machine without CUDA says so at once
+    if dataset == "demo" and data_root is not None:
+        raise RKSearchError("the demo data is bundled and takes no --data-root", field="--data-root")
     spec = resolve_any_spec(spec_file)
     try:
         data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset, seed=seed,
@@ -57,12 +59,16 @@ def train(
         cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
                           compile=compile, static_shapes=static_shapes, seed=seed)
     except ValidationError as e:
-        raise from_validation_error(e) from None
+        raise _as_option(from_validation_error(e)) from None
+    except RKSearchError as e:
+        raise _as_option(e) from None
     try:
         check_fits(spec, splits.dataset)
     except RKSearchError as e:
         raise e.located(spec_file) from None
     folder = out_dir or Path("runs") / spec_file.stem
+    if resume and not (folder / CHECKPOINT).is_file():
+        err.print(f"nothing to resume in {folder}: starting a new run", highlight=False, soft_wrap=True)
     try:
         with _Progress(cfg.epochs, folder) as progress:
             result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
@@ -73,6 +79,21 @@ def train(
     acc = result.test_accuracy or 0.0
     out.print(f"{spec.name} on {splits.dataset.name}: test accuracy {acc:.2%} "
               f"({len(splits.test)} images), {result.seconds:.0f} s; wrote {folder}", highlight=False, soft_wrap=True)
+
+
+OPTIONS = {"dataset": "--dataset", "root": "--data-root", "val_size": "--val-size", "train_subset": "--train-subset",
+           "loader": "--loader", "workers": "--workers", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr"}
+
+
+def _as_option(e: "RKSearchError") -> "RKSearchError":
+    """The error names the option the user typed, not the field of DataOptions or TrainConfig behind it."""
+    from ..errors import RKSearchError
+
+    field, message = e.field, e.message
+    head, sep, rest = message.partition(": ")
+    if field is None and sep and head in OPTIONS:
+        field, message = head, rest
+    return RKSearchError(message, source=e.source, field=OPTIONS.get(field, field))
 
 
 class _Progress:

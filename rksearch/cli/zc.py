@@ -21,12 +21,13 @@ def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
 
 def _table(rows: list[dict[str, Any]], names: list[str]) -> Table:
     table = Table(title="zero-cost scores (size columns: full spec; scores: proxy width)")
+    cells = [[f"{row['scores'][n]:.4g}" for n in names] for row in rows]
     table.add_column("#", justify="right")
-    table.add_column("name", no_wrap=True)
-    for name in names:
-        table.add_column(name, justify="right")
+    table.add_column("name", overflow="fold")  # a narrow terminal folds names, never cuts numbers
+    for j, name in enumerate(names):
+        table.add_column(name, justify="right", no_wrap=True, min_width=max(len(c[j]) for c in cells))
     for i, row in enumerate(rows):
-        table.add_row(str(i), row["name"], *(f"{row['scores'][n]:.4g}" for n in names))
+        table.add_row(str(i), row["name"], *cells[i])
     mean = {n: sum(r["seconds"][n] for r in rows) / len(rows) for n in names}
     table.add_row("", "[dim]seconds per spec[/]", *(f"[dim]{mean[n]:.2f}[/]" for n in names))
     return table
