@@ -510,8 +510,9 @@ def check_resources(space: SearchSpace) -> None:
 DEFAULT_MAX_FAILURES = 10
 """Failed trials a search without ``max_failures`` bears before it stops (or as many as it asks for)."""
 
-PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes"}
-"""Proxy fields a continued study may change: how a candidate trains, not what its accuracy means."""
+PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "root"}
+"""Proxy fields a continued study may change: how a candidate trains, and where its data lies
+(relative to where rksearch runs), not what its accuracy means."""
 
 
 def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace) -> None:
@@ -527,8 +528,9 @@ def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace) -> No
                             source=space.source, field="objectives")
     then, now = attrs.get("proxy") or {}, space.proxy.model_dump()
     for k in sorted(set(then) | set(now)):
-        if k not in PROXY_HOW and then.get(k, now.get(k)) != now.get(k):  # a field new since: as it was
-            raise RKSearchError(f"study {space.name} trained its candidates with {k}: {then.get(k)!r}, not "
+        was = then.get(k, getattr(type(space.proxy).model_fields.get(k), "default", None))  # a newer field: its default
+        if k not in PROXY_HOW and was != now.get(k):
+            raise RKSearchError(f"study {space.name} trained its candidates with {k}: {was!r}, not "
                                 f"{now.get(k)!r}; their accuracies would share a front; {hint}",
                                 source=space.source, field=f"proxy.{k}")
 
@@ -566,14 +568,19 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
     is first copied to the new name there and deleted under the old one last, so the renamed
     folder reads it (a folder names its study) and no failure strands its trials. ``url`` is this
     run's storage (it supplies a recorded URL's password); None: the folder's own database only.
+    Without a folder, a study of its name in this run's storage is set aside all the same.
     Returns the renamed folder, if there was one."""
-    if not study_dir.is_dir():
-        return None
+    folder = study_dir.is_dir()
     aside = study_dir.with_name(f"{study_dir.name}.{time.strftime('%Y%m%d-%H%M%S')}")
     if aside.exists():
         raise RKSearchError(f"{aside.name} exists already; try again in a second", source=study_dir, field="--fresh")
-    external = _recorded_storage(study_dir, url) if url is not None else None
+    if url is None or folder:
+        external = _recorded_storage(study_dir, url) if url is not None else None
+    else:
+        external = url if url != default_storage(study_dir) else None
     if external is None:
+        if not folder:
+            return None
         if (study_dir / "optuna.db").exists():
             try:
                 live = _live_trials(open_storage(default_storage(study_dir)), study_dir.name)
@@ -596,7 +603,8 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
         except Exception as e:  # sqlalchemy and optuna raise many types
             raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {_first_line(e)}; "
                                 "nothing was moved", source=study_dir, field="--fresh") from None
-    study_dir.rename(aside)
+    if folder:
+        study_dir.rename(aside)
     if moving:
         try:
             optuna.delete_study(study_name=study_dir.name, storage=rdb)
@@ -604,7 +612,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             raise RKSearchError(f"the study was copied to {aside.name} but not deleted under its old name "
                                 f"({_first_line(e)}); delete it (optuna delete-study) and run again",
                                 source=study_dir, field="--fresh") from None
-    return aside
+    return aside if folder else None
 
 
 def _recorded_storage(study_dir: Path, url: str) -> str | None:
@@ -683,6 +691,7 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
 def check_reachable(address: str, space: SearchSpace, timeout: float = 10.0) -> None:
     """A ``host:port`` (or ``ray://host:port``) nobody answers at: Ray would retry for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit():
         return  # auto, or a form Ray resolves itself
     try:
@@ -805,8 +814,10 @@ def _interrupted(study: optuna.Study, study_dir: Path, url: str) -> Iterator[Non
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("driver") == me:
                 _fail(study, t, "the search was interrupted")
-        write_outputs(study_dir, url)
-        raise
+        try:
+            write_outputs(study_dir, url)
+        finally:
+            raise
 
 
 class _SearchedASHA(ASHAScheduler):

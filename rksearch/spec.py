@@ -203,8 +203,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *anchor, resolved by the base class
+                continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str) and key in seen:
+            try:
+                again = key in seen
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if again:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)

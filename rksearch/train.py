@@ -249,9 +249,9 @@ class Trainer:
         """Continue from a checkpoint of the same spec, data and (computing) config."""
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception:  # torch raises many types for a damaged file, some with advice not to follow here
-            raise RKSearchError("damaged or not a checkpoint of rksearch train; start again with another --out",
-                                source=path) from None
+        except Exception as e:  # torch raises many types for a damaged file, some with advice not to follow here
+            raise RKSearchError(f"damaged or not a checkpoint of rksearch train ({type(e).__name__}); start again "
+                                "with another --out", source=path) from None
         mine = self.state_dict(extra)
         for key in ("spec", "extra", "config"):
             then, now = state.get(key), mine[key]

@@ -140,9 +140,10 @@ def test_cli_baseline_file_with_overrides(capsys, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["cliquenet", "--T", "13"], "T: 13 layers do not split evenly over 3 blocks"),
-    (["cliquenet", "--T", "3"], "T: 3 layers over 3 blocks leave 1 per block"),
-    (["densenet121", "--T", "12"], "T: unknown key"),
+    (["cliquenet", "--T", "13"], "--T: 13 layers do not split evenly over 3 blocks"),
+    (["cliquenet", "--T", "3"], "--T: 3 layers over 3 blocks leave 1 per block"),
+    (["densenet121", "--T", "12"], "--T: does not apply here"),
+    (["densenet121", "-k", "0"], "-k: Input should be greater than or equal to 1"),
     (["densenet121", "--block-config", "6,x"], "--block-config: expected an integer"),
     (["resnet50"], "name: unknown baseline 'resnet50'"),
 ])

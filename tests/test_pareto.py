@@ -511,6 +511,18 @@ def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> Non
     assert (aside / "optuna.db").is_file()
 
 
+def test_fresh_without_a_folder_sets_aside_the_study_in_the_storage(tmp_path) -> None:
+    import optuna
+
+    from rksearch.search import set_aside
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="demo", storage=url).enqueue_trial({"x": 1})
+    assert set_aside(tmp_path / "demo", url) is None  # no folder to rename
+    [aside] = optuna.get_all_study_names(url)
+    assert aside.startswith("demo.") and len(optuna.load_study(study_name=aside, storage=url).trials) == 1
+
+
 def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
     import optuna
 

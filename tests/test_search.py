@@ -173,9 +173,23 @@ def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> Non
     study.set_user_attr("objectives", ["accuracy", "flops"])
     study.set_user_attr("proxy", {k: v for k, v in space().proxy.model_dump().items() if k != "static_shapes"})
     check_continuable(rdb, space())  # a field added since reads as it was
-    check_continuable(rdb, space(proxy={**data["proxy"], "static_shapes": False, "cudnn_benchmark": False}))
+    check_continuable(rdb, space(proxy={**data["proxy"], "static_shapes": False, "cudnn_benchmark": False,
+                                        "root": "elsewhere"}))
     with pytest.raises(RKSearchError, match=r"demo.yaml: objectives: study demo was run with objectives "
                                             r"\['accuracy', 'flops'\], not \['accuracy', 'params'\]; start over"):
         check_continuable(rdb, space(objectives=["accuracy", "params"], reference_point={"accuracy": 0, "params": 1e6}))
     with pytest.raises(RKSearchError, match="demo.yaml: proxy.epochs: study demo trained its candidates with epochs: 3, not 4"):
         check_continuable(rdb, space(proxy={**data["proxy"], "epochs": 4}))
+
+
+def test_an_unreachable_ray_address_is_refused_at_once() -> None:
+    from rksearch.errors import RKSearchError
+    from rksearch.search import check_reachable
+    from rksearch.space import load_space
+
+    space = load_space(ROOT / "search_spaces" / "demo.yaml")
+    for address in ("127.0.0.1:1", "[::1]:1", "ray://127.0.0.1:1"):
+        with pytest.raises(RKSearchError, match=r"^--address: cannot reach a Ray cluster at ") as e:
+            check_reachable(address, space, timeout=5)
+        assert "Name or service not known" not in str(e.value)  # [::1] is an address, not a host name
+    check_reachable("auto", space)  # Ray resolves it

@@ -36,3 +36,14 @@ def ints(text: Optional[str], what: str) -> Optional[list[int] | int]:
     except ValueError:
         raise RKSearchError(f"expected an integer or a comma-separated list of integers, got {text!r}", field=what) from None
     return values[0] if len(values) == 1 else values
+
+
+def as_option(e: RKSearchError, options: dict[str, str]) -> RKSearchError:
+    """The error names the option the user typed, not the field of the config behind it."""
+    field, message = e.field, e.message
+    head, sep, rest = message.partition(": ")
+    if field is None and sep and head in options:
+        field, message = head, rest
+    if field in options and message == "unknown key":  # an option the chosen network or dataset lacks
+        message = "does not apply here"
+    return RKSearchError(message, source=e.source, field=options.get(field, field))

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from ._app import app, ints, out
+from ..errors import RKSearchError
+from ._app import app, as_option, ints, out
 
 
 @app.command()
@@ -41,7 +42,11 @@ def bench(
         cuda_graph=cuda_graph, channels_last=channels_last, warmup=warmup, repeats=repeats, steps=steps, clock=clock,
     )
     fields = {"m": ints(m, "--m")} if m is not None else {}
-    result = run_bench(name_or_spec, ints(growth_rate, "--growth-rate"), impl=impl, baseline=baseline, options=opts, **fields)
+    try:
+        result = run_bench(name_or_spec, ints(growth_rate, "--growth-rate"), impl=impl, baseline=baseline,
+                           options=opts, **fields)
+    except RKSearchError as e:
+        raise as_option(e, {"growth_rate": "--growth-rate"}) from None
     if as_json:
         print(json.dumps(result))
         return

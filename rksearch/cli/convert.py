@@ -9,7 +9,7 @@ import typer
 
 from ..baselines import NAMES_HELP
 from ..errors import RKSearchError
-from ._app import app, ints, out
+from ._app import app, as_option, ints, out
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -44,7 +44,11 @@ def convert(
         "block_config": [configs] if isinstance(configs, int) else configs, "bottleneck": bottleneck,
         "attention": attention, "stem": stem, "input_size": input_size, "num_classes": num_classes,
     }
-    conversion = convert_spec(_source(network, {f: v for f, v in fields.items() if v is not None}))
+    given = {f: v for f, v in fields.items() if v is not None}
+    try:
+        conversion = convert_spec(_source(network, given))
+    except RKSearchError as e:  # a field the user gave is named as its option; one the name implies is not
+        raise as_option(e, {f: o for f, o in OPTIONS.items() if f in given}) from None
     info = conversion.to_dict()
     if output is not None:
         header = f"{conversion.target.name}: converted from {conversion.source.name} by rksearch convert"
@@ -57,6 +61,11 @@ def convert(
         print(json.dumps(info))
     else:
         out.print(_render(info))
+
+
+OPTIONS = {"growth_rate": "-k", "T": "--T", "blocks": "--blocks", "init_channels": "--init-channels",
+           "compression": "--compression", "block_config": "--block-config", "bottleneck": "--bottleneck",
+           "attention": "--attention", "stem": "--stem", "input_size": "--input-size", "num_classes": "--num-classes"}
 
 
 def _source(network: str, fields: dict[str, Any]) -> "BaselineSpec":

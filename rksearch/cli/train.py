@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, err, out
+from ._app import app, as_option, err, out
 
 
 @app.command()
@@ -59,9 +59,9 @@ def train(
         cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
                           compile=compile, static_shapes=static_shapes, seed=seed)
     except ValidationError as e:
-        raise _as_option(from_validation_error(e)) from None
+        raise as_option(from_validation_error(e), OPTIONS) from None
     except RKSearchError as e:
-        raise _as_option(e) from None
+        raise as_option(e, OPTIONS) from None
     try:
         check_fits(spec, splits.dataset)
     except RKSearchError as e:
@@ -83,17 +83,6 @@ def train(
 
 OPTIONS = {"dataset": "--dataset", "root": "--data-root", "val_size": "--val-size", "train_subset": "--train-subset",
            "loader": "--loader", "workers": "--workers", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr"}
-
-
-def _as_option(e: "RKSearchError") -> "RKSearchError":
-    """The error names the option the user typed, not the field of DataOptions or TrainConfig behind it."""
-    from ..errors import RKSearchError
-
-    field, message = e.field, e.message
-    head, sep, rest = message.partition(": ")
-    if field is None and sep and head in OPTIONS:
-        field, message = head, rest
-    return RKSearchError(message, source=e.source, field=OPTIONS.get(field, field))
 
 
 class _Progress:
