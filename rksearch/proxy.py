@@ -5,10 +5,10 @@ import time
 from functools import lru_cache
 from typing import Callable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .baselines import AnySpec
-from .data import Dataset, load_dataset, split_dataset
+from .data import DATASETS, Dataset, load_dataset, split_dataset
 from .train import EpochMetrics, TrainConfig, fit
 
 
@@ -38,6 +38,14 @@ class ProxyConfig(BaseModel):
     cudnn_benchmark: bool = Field(default=True, description="see TrainConfig.cudnn_benchmark")
     static_shapes: bool = Field(default=True, description="see TrainConfig.static_shapes")
     seed: int = 0
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        """Refused with the space (``rksearch space``), not when a search loads the data."""
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        return name
 
 
 @lru_cache(maxsize=2)

@@ -32,6 +32,7 @@ def files(tmp: Path) -> dict[str, Path]:
         "too_many_cpus.yaml": GOOD_SPACE.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 4096, gpu: 0}"),
         "baseline_no_blocks.yaml": "baseline: densenet\ngrowth_rate: 4\n",
         "dup_key.yaml": GOOD_SPACE + "\nname: other\n",
+        "unknown_dataset.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: mnist"),
         "val_too_big.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: demo\n  val_size: 100000"),
         "wrong_size.yaml": GOOD_SPACE.replace("input_size: 32", "input_size: 64"),
     }
@@ -62,6 +63,7 @@ CASES = [
     ("space", "wrong_type.yaml", [], "search.trials"),
     ("space", "bad_range.yaml", [], "periods.stages"),
     ("space", "dup_key.yaml", [], "key 'name' given twice"),
+    ("space", "unknown_dataset.yaml", [], "proxy.dataset: unknown dataset 'mnist'; choose one of demo"),
     ("run", "malformed.yaml", [], "malformed YAML"),
     ("run", "unknown_key.yaml", [], "budget"),
     ("run", "wrong_type.yaml", [], "search.trials"),
