@@ -68,16 +68,20 @@ def open_storage(url: str, *, source: str | Path | None = None, field: str | Non
     db = sqlite_path(url)
     if db is not None:
         _enable_wal(db)
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
-    except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
-        text = _first_line(e)
-        scheme = url.split(":", 1)[0].split("+", 1)[0]
-        if "DB access module" in text:
-            text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(scheme, 'its SQLAlchemy driver')})"
-        where = f"{shown_url(url)}: " if source is not None else ""
-        raise RKSearchError(f"{where}cannot open the Optuna storage: {text}", source=source or shown_url(url),
-                            field=field) from None
+    for attempt in range(3):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
+        except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
+            if "alembic_version" in str(e) and attempt < 2:  # a reader stamped the new schema at the same moment
+                continue
+            text = _first_line(e)
+            break
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if "DB access module" in text:
+        text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(scheme, 'its SQLAlchemy driver')})"
+    where = f"{shown_url(url)}: " if source is not None else ""
+    raise RKSearchError(f"{where}cannot open the Optuna storage: {text}", source=source or shown_url(url),
+                        field=field) from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

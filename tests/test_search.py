@@ -44,7 +44,14 @@ def rksearch(*args: str, env: dict | None = None, timeout: int = 600) -> subproc
 
 
 def load(study_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir / 'optuna.db'}")
+    """The study as a reader beside a running search sees it. It never creates the database or its
+    tables: a reader that did raced the search's own creation of them (UNIQUE constraint failed:
+    alembic_version), which killed the search in test_kill_the_driver_then_resume."""
+    db = study_dir / "optuna.db"
+    if not db.is_file():
+        raise FileNotFoundError(db)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
+    return optuna.load_study(study_name=study_dir.name, storage=storage)
 
 
 def outcomes(study: optuna.Study) -> list[str]:
@@ -193,3 +200,20 @@ def test_an_unreachable_ray_address_is_refused_at_once() -> None:
             check_reachable(address, space, timeout=5)
         assert "Name or service not known" not in str(e.value)  # [::1] is an address, not a host name
     check_reachable("auto", space)  # Ray resolves it
+
+
+def test_opening_the_storage_survives_a_reader_stamping_the_schema(tmp_path: Path, monkeypatch) -> None:
+    """A reader opening a new study's database as the search creates it may stamp Optuna's schema
+    version first; the search's own stamp then fails, and opening again finds it done."""
+    from rksearch import search
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert search.open_storage(f"sqlite:///{tmp_path / 'new.db'}") is not None and len(calls) == 2
