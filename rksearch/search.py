@@ -728,7 +728,7 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
     max_failures = max_failures if max_failures is not None else space.search.max_failures
-    bound = f"max_failures {max_failures}" if max_failures is not None else None
+    bound = f"max_failures {max_failures}"
     if max_failures is None:  # failing alike forever would never end
         max_failures = max(DEFAULT_MAX_FAILURES, wanted)
         bound = f"max_failures unset: at most {max_failures}, the trials asked for or {DEFAULT_MAX_FAILURES}"
@@ -776,7 +776,7 @@ def run_search(
             )
         with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _interrupted(study, study_dir, url):
             while done < wanted or searcher.pending_baselines:
-                if max_failures is not None and searcher.tally.failed > max_failures:
+                if searcher.tally.failed > max_failures:
                     break
                 tuner = tune.Tuner(
                     tune.with_resources(run_trial, resources),
@@ -799,7 +799,7 @@ def run_search(
     report = write_outputs(study_dir, url)
     result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
                           count_done(study), report, aside)
-    if max_failures is not None and searcher.tally.failed > max_failures:
+    if searcher.tally.failed > max_failures:
         raise SearchAborted(
             f"stopped after {searcher.tally.failed} failed trials ({bound}); last: "
             f"{searcher.tally.reasons[-1]}", source=space.source, field="search.max_failures",
@@ -843,14 +843,14 @@ class _SearchedASHA(ASHAScheduler):
 class _FailureStop(Stopper):
     """Ends the whole experiment once failures exceed the bound."""
 
-    def __init__(self, searcher: RKSearcher, max_failures: int | None):
+    def __init__(self, searcher: RKSearcher, max_failures: int):
         self.searcher, self.max_failures = searcher, max_failures
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.max_failures is not None and self.searcher.tally.failed > self.max_failures
+        return self.searcher.tally.failed > self.max_failures
 
 
 class _Progress(Callback):
