@@ -7,10 +7,11 @@ that its ``ProxyConfig`` has; keep PROXY in step with it. Each trial is its own 
 search: it decodes the data and runs one small proxy untimed (CUDA context, cuDNN autotuning,
 decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. First
 come single trials of a "new model" (the warm-up trained another spec, so the timed proxy pays cuDNN's
-autotuning of every shape, as each candidate of a search does), with and without
-``cudnn_benchmark``: whether short proxies should switch the autotuning off; and without
-``static_shapes`` (the partial last batch and the evaluation batch: two more shapes to tune);
-then 1, 2 and 4 concurrent trials.
+autotuning of every shape, as each candidate of a search does), with ``cuda_graph`` (the training
+step replayed as one CUDA graph: whether proxies should default to it; its accuracy column checks
+that it trains as the eager step does), without ``cudnn_benchmark`` (whether short proxies should
+switch the autotuning off) and without ``static_shapes`` (the partial last batch and the
+evaluation batch: two more shapes to tune); then 1, 2 and 4 concurrent trials.
 
 Without the CIFAR-10 zip (62 MB does not fit beside the wheels in what travels to a GPU
 machine), the trials train on the bundled demo images tiled to CIFAR-10's 50,000 (as
@@ -148,27 +149,29 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
 def variants(mode: str) -> list[tuple[int, str, dict[str, Any], Optional[tuple[str, int]]]]:
     """Single trials that say what a search's trial pays: a new model (its warm-up proxy trained
     another spec, so every convolution shape is new to cuDNN, as for each candidate of a search),
-    with and without cuDNN's autotuning, and the same spec without it."""
+    with CUDA graphs (CUDA only), with and without cuDNN's autotuning, and the same spec without it."""
     other = CHECK_OTHER if mode == "check" else OTHER
     off = {"cudnn_benchmark": False}
-    return [(1, "new model", {}, other), (1, "new model, cudnn_benchmark off", off, other),
+    graphs = [] if mode == "check" else [(1, "new model, cuda_graph", {"cuda_graph": True}, other)]
+    return [(1, "new model", {}, other), *graphs, (1, "new model, cudnn_benchmark off", off, other),
             (1, "new model, static_shapes off", {"static_shapes": False}, other), (1, "cudnn_benchmark off", off, None)]
 
 
 def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, Any], source: str) -> str:
     head = (f"Proxy trials (section 3): {model[0]} k={model[1]}, 1 epoch, batch {proxy['batch_size']}, "
             f"data: {source}, goal < {GOAL_S:.0f} s for one trial\n\n"
-            "| concurrent trials | variant | aggregate images/s | wall s | proxy s (each) | cold start s (each) |\n"
-            "|---:|---|---:|---:|---|---|")
+            "| concurrent trials | variant | aggregate images/s | wall s | proxy s (each) | cold start s (each) "
+            "| accuracy (each) |\n|---:|---|---:|---:|---|---|---|")
     lines = [head]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['error']} | | | |")
+            lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['error']} | | | | |")
             continue
         each = ", ".join(f"{s:.2f}" for s in r["proxy_seconds"])
         cold = ", ".join(f"{s:.1f}" for s in r["cold_s"])
+        accuracy = ", ".join(f"{a:.3f}" for a in r["accuracy"])
         lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['aggregate_images_per_s']:,.0f} | {r['wall_s']:.2f} "
-                     f"| {each} | {cold} |")
+                     f"| {each} | {cold} | {accuracy} |")
     same = [r for r in rows if "error" not in r and not r.get("variant")]
     best = max(same, key=lambda r: r["aggregate_images_per_s"], default=None)
     if best:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cudagraph
 from .errors import RKSearchError
 from .memory import MemoryProbe
 from .train import resolve_device
@@ -193,10 +194,13 @@ class _Trainer:
         self.model = c.model.to(device=device, memory_format=fmt).train()
         self.x = torch.randn(opts.batch_size, *c.input_shape, device=device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, c.num_classes, (opts.batch_size,), device=device)
-        # the trainer's SGD (multi-tensor); a small learning rate keeps random-label training finite,
-        # as NaNs and denormals would skew CPU timings
+        # the trainer's SGD (multi-tensor; fused, its learning rate in a device tensor, under a CUDA
+        # graph); a small learning rate keeps random-label training finite, as NaNs and denormals
+        # would skew CPU timings
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4,
-                                   nesterov=True, foreach=True)
+                                   nesterov=True, foreach=not opts.cuda_graph, fused=opts.cuda_graph or None)
+        if opts.cuda_graph:
+            cudagraph.lr_tensor(self.opt, device)
         self.forward: Callable[[Tensor], Tensor] = self.model
         if opts.compile:
             mode = None if opts.compile_mode == "default" else opts.compile_mode
@@ -216,18 +220,10 @@ class _Trainer:
         self.opt.step()
 
     def _capture(self) -> torch.cuda.CUDAGraph:
-        """The whole-network capture of the CUDA docs: warm up on a side stream, then record one
-        step; each replay recomputes the gradients into the same tensors and applies SGD."""
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._eager_step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._eager_step()
-        return graph
+        """Each replay recomputes the gradients into the same tensors and applies SGD."""
+        for _ in range(cudagraph.WARMUP_STEPS):
+            cudagraph.on_side_stream(self._eager_step)
+        return cudagraph.capture(self._eager_step)
 
     def step(self) -> None:
         if self.graph is not None:

@@ -1,6 +1,7 @@
 """What ``rksearch pareto`` prints and what a finished search leaves in its study folder."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -80,8 +81,19 @@ class ParetoReport:
                 hypervolume_figure(self.study, self.front.objectives, history=self.history)]
         body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False)
                          for i, fig in enumerate(figs))
+        if include_plotlyjs == "cdn":
+            body = _OFFLINE.format(name=escape(self.study.name)) + body
         return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(self.study.name)}: Pareto front</title>"
                 f"</head><body>\n{body}\n</body></html>\n")
+
+
+_OFFLINE = """<p id="rksearch-offline" style="display:none">The plots need plotly.js from its CDN, which this
+browser could not load. Offline, <code>rksearch pareto STUDY_DIR --html {name}.html</code> writes the page
+with plotly.js inside.</p>
+<script>window.addEventListener("load", function () {{
+  if (!window.Plotly) document.getElementById("rksearch-offline").style.display = "block";
+}});</script>
+"""
 
 
 def _short(col: str) -> str:
@@ -106,8 +118,21 @@ def write_text(path: Path, text: str) -> None:
 
 
 def trials_csv(study: Study) -> str:
-    """The trials table as CSV, without the multi-line spec text (the database keeps it)."""
-    return study.trials.drop(columns=["spec"], errors="ignore").to_csv(index=False)
+    """The trials table as CSV, without the multi-line spec text (the database keeps it). Counts
+    stay integers where some trials lack them (pandas would write 60851136.0)."""
+    frame = study.trials.drop(columns=["spec"], errors="ignore")
+    for c in frame.columns:
+        values = frame[c]
+        if values.dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all() \
+                and _counts(c):
+            frame[c] = values.astype("Int64")
+    return frame.to_csv(index=False)
+
+
+def _counts(column: str) -> bool:
+    """Columns of whole numbers: FLOPs, params, epochs and the per-period choices."""
+    return column in ("flops", "params", "trained_flops", "trained_params", "epochs") or \
+        re.fullmatch(r"p\d+_(stages|steps|growth_rate|m)", column) is not None
 
 
 def write_report(study_dir: str | Path, *, paper: bool = False, storage: str | None = None) -> ParetoReport:

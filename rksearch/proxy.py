@@ -5,11 +5,11 @@ import time
 from functools import lru_cache
 from typing import Callable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .baselines import AnySpec
 from .data import DATASETS, Dataset, load_dataset, split_dataset
-from .train import EpochMetrics, TrainConfig, fit
+from .train import EpochMetrics, TrainConfig, check_graphable, fit
 
 
 class ProxyConfig(BaseModel):
@@ -37,6 +37,7 @@ class ProxyConfig(BaseModel):
     compile: bool = False
     cudnn_benchmark: bool = Field(default=True, description="see TrainConfig.cudnn_benchmark")
     static_shapes: bool = Field(default=True, description="see TrainConfig.static_shapes")
+    cuda_graph: bool = Field(default=False, description="see TrainConfig.cuda_graph")
     seed: int = 0
 
     @field_validator("dataset")
@@ -46,6 +47,11 @@ class ProxyConfig(BaseModel):
         if name not in DATASETS:
             raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
         return name
+
+    @model_validator(mode="after")
+    def _graphable(self) -> "ProxyConfig":
+        check_graphable(self)
+        return self
 
 
 @lru_cache(maxsize=2)
@@ -66,7 +72,7 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
                             device=cfg.device, amp=cfg.amp, compile=cfg.compile, cudnn_benchmark=cfg.cudnn_benchmark,
-                            static_shapes=cfg.static_shapes, seed=cfg.seed)
+                            static_shapes=cfg.static_shapes, cuda_graph=cfg.cuda_graph, seed=cfg.seed)
 
     def on_epoch(m: EpochMetrics) -> None:
         report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,

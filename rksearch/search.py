@@ -514,7 +514,7 @@ def check_resources(space: SearchSpace) -> None:
 DEFAULT_MAX_FAILURES = 10
 """Failed trials a search without ``max_failures`` bears before it stops (or as many as it asks for)."""
 
-PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "root"}
+PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "cuda_graph", "root"}
 """Proxy fields a continued study may change: how a candidate trains, and where its data lies
 (relative to where rksearch runs), not what its accuracy means."""
 

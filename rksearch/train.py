@@ -19,9 +19,10 @@ from typing import Any, Callable, Iterator, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from . import cudagraph
 from .baselines import AnySpec
 from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pad_batch, pipeline
 from .data.splits import Dataset, Style
@@ -31,7 +32,7 @@ from .spec import save_spec
 CHECK_EVERY = 50
 """Steps between checks of the loss for NaN/inf: each check waits for the device."""
 CHECKPOINT, METRICS, MODEL, RESULT, SPEC = "checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"
-RESUMABLE_CHANGES = {"device", "compile", "cudnn_benchmark", "workers", "loader"}
+RESUMABLE_CHANGES = {"device", "compile", "cudnn_benchmark", "cuda_graph", "workers", "loader"}
 """Config fields a resumed run may change: where and how it runs, not what it computes."""
 BEFORE_FIELDS = {"static_shapes": False}
 """How checkpoints written before a config field existed ran."""
@@ -69,9 +70,25 @@ class TrainConfig(BaseModel):
                                 "an epoch's partial last training batch is dropped (the order is reshuffled every "
                                 "epoch) and the last evaluation batch is padded, so cuDNN tunes and torch.compile "
                                 "captures one shape, not three")
+    cuda_graph: bool = Field(default=False, description="on a CUDA device, capture the training step (forward, "
+                             "backward, SGD) as one CUDA graph and replay it for every batch: small nets are bound "
+                             "by kernel launches. Needs static_shapes and replaces compile; ignored on a CPU")
     loader: LoaderMode = "auto"
     workers: Optional[int] = Field(default=None, ge=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _graphable(self) -> "TrainConfig":
+        check_graphable(self)
+        return self
+
+
+def check_graphable(cfg: Any) -> None:
+    """``cuda_graph`` replays one batch shape of the eager step (a trainer's or a proxy's config)."""
+    if cfg.cuda_graph and not cfg.static_shapes:
+        raise ValueError("cuda_graph: replays one batch shape, so it needs static_shapes")
+    if cfg.cuda_graph and cfg.compile:
+        raise ValueError("cuda_graph: captures the eager step; compile makes its own CUDA graphs (choose one)")
 
 
 def paper_recipe(style: Style) -> dict[str, Any]:
@@ -141,6 +158,7 @@ class Trainer:
     def __init__(self, spec: AnySpec, splits: Splits, cfg: TrainConfig):
         self.spec, self.splits, self.cfg = spec, splits, cfg
         self.device = resolve_device(cfg.device)
+        self.graphed = cfg.cuda_graph and cudagraph.available(self.device)
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
@@ -152,12 +170,22 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.train_loader = self._loader(splits.train, train=True)
         self._eval_loaders: dict[int, Loader] = {}
+        # a captured step reads the learning rate from a device tensor, which only the fused SGD takes
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+                                         nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay,
+                                         fused=self.graphed or None)
+        if self.graphed:
+            cudagraph.lr_tensor(self.optimizer, self.device)
         steps = cfg.epochs * len(self.train_loader)  # the schedule steps per batch
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, [max(1, round(f * steps)) for f in cfg.milestones], gamma=cfg.gamma)
         self.epoch, self.elapsed, self.history = 0, 0.0, []
+        # the epoch's sums, updated in place: a captured step adds to them at fixed addresses
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._graph: Optional[torch.cuda.CUDAGraph] = None
+        self._static: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._warm_steps = 0
 
     def _loader(self, split: Split, train: bool) -> Loader:
         pipe = pipeline(self.splits.dataset, train=train, augment=self.cfg.augment, size=self.spec.input_size)
@@ -172,7 +200,9 @@ class Trainer:
         return min(self.cfg.batch_size, len(self.splits.train)) if self.cfg.static_shapes else 2 * self.cfg.batch_size
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        # a CUDA graph must not keep autocast's weight casts from its capture
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
+                              cache_enabled=not self.graphed)
 
     def _check(self, loss_sum: torch.Tensor, step: int) -> None:
         if not torch.isfinite(loss_sum):
@@ -180,28 +210,24 @@ class Trainer:
 
     def train_epoch(self, on_step: Callable[[int, int], None] | None = None) -> EpochMetrics:
         start = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = float(self.optimizer.param_groups[0]["lr"])  # a tensor under CUDA graphs, changed in place
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.loss_sum.zero_()
+        self.correct.zero_()
         seen = 0
         for step, (x, y) in enumerate(self.train_loader, 1):
-            with self._autocast():
-                logits = self.forward(x)
-            loss = F.cross_entropy(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.graphed:
+                self._graphed_step(x, y)
+            else:
+                self._step(x, y)
             self.scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             if step % CHECK_EVERY == 0:
-                self._check(loss_sum, step)
+                self._check(self.loss_sum, step)
             if on_step:
                 on_step(step, len(self.train_loader))
-        self._check(loss_sum, len(self.train_loader))
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        self._check(self.loss_sum, len(self.train_loader))
+        train_loss, train_acc = self.loss_sum.item() / seen, self.correct.item() / seen
         train_seconds = time.perf_counter() - start
         val_loss, val_acc = self.evaluate(self.splits.val) if self.splits.val is not None else (None, None)
         self.epoch += 1
@@ -210,6 +236,33 @@ class Trainer:
                                train_seconds, self.elapsed)
         self.history.append(metrics)
         return metrics
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Forward, backward and SGD on one batch; its loss and hits are added to the epoch's sums."""
+        with self._autocast():
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+
+    def _graphed_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """:meth:`_step` as a CUDA graph: the first batches warm up eagerly on a side stream, the
+        next one is captured, and from then on every batch is copied in and the graph replayed."""
+        if self._static is None:
+            self._static = torch.empty_like(x), torch.empty_like(y)
+        sx, sy = self._static
+        sx.copy_(x)
+        sy.copy_(y)
+        if self._graph is None and self._warm_steps < cudagraph.WARMUP_STEPS:
+            cudagraph.on_side_stream(lambda: self._step(sx, sy))
+            self._warm_steps += 1
+            return
+        if self._graph is None:
+            self._graph = cudagraph.capture(lambda: self._step(sx, sy))
+        self._graph.replay()
 
     @torch.inference_mode()
     def evaluate(self, split: Split) -> tuple[float, float]:
@@ -238,8 +291,8 @@ class Trainer:
         return {
             "format": 1, "spec": self.spec.to_dict(), "config": self.cfg.model_dump(mode="json"), "extra": extra,
             "epoch": self.epoch, "elapsed": self.elapsed, "history": [asdict(m) for m in self.history],
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": rng,
+            "model": self.model.state_dict(), "optimizer": cudagraph.plain_lrs(self.optimizer.state_dict()),
+            "scheduler": cudagraph.plain_lrs(self.scheduler.state_dict()), "rng": rng,
         }
 
     def save(self, path: Path, extra: dict) -> None:
@@ -266,6 +319,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.graphed:
+            cudagraph.lr_tensor(self.optimizer, self.device)
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self.generator.set_state(state["rng"]["loader"].cpu())
         if "cuda" in state["rng"] and self.device.type == "cuda":

@@ -24,6 +24,7 @@ from rksearch.cli import main
 from rksearch.dashboard import dashboard
 from rksearch.errors import RKSearchError
 from rksearch.pareto import front
+from rksearch.pareto_report import write_report
 from rksearch.study import load_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -200,5 +201,27 @@ def test_in_a_real_browser(study) -> None:
             driver.get(f"{url}/trials")
             wait.until(lambda d: f"{len(s.trials)} Trials" in text())
             assert "Pruned" in text() and "Fail" in text()
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_the_run_report_is_never_a_blank_page(study) -> None:
+    """pareto.html loads plotly.js from its CDN: online the plots draw, offline (this machine, CI)
+    the page says how to write it with plotly.js inside. Either way the reader sees something."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    write_report(study)
+    driver = _browser()
+    try:
+        driver.get((study / "pareto.html").as_uri())
+        wait = WebDriverWait(driver, 30, poll_frequency=0.5)
+        notice = lambda: driver.find_element(By.ID, "rksearch-offline").is_displayed()  # noqa: E731
+        drawn = lambda: bool(driver.find_elements(By.CSS_SELECTOR, ".scatterlayer .point"))  # noqa: E731
+        wait.until(lambda d: d.execute_script("return document.readyState") == "complete" and (notice() or drawn()))
+        assert notice() != drawn()
+        if notice():
+            assert "rksearch pareto STUDY_DIR --html demo.html" in driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.quit()

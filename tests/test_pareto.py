@@ -1,6 +1,7 @@
 """Pareto fronts, hypervolume, knee, picks, ``rksearch pareto`` / ``export`` on real Optuna studies."""
 from __future__ import annotations
 
+import csv as csvlib
 import hashlib
 import json
 import os
@@ -316,6 +317,10 @@ def test_write_report(study) -> None:
     csv = (study / "trials.csv").read_text()
     assert csv.splitlines()[0].startswith("number,state,name,accuracy,flops")
     assert len(csv.splitlines()) == 26 and "rknet: 1" not in csv
+    rows = list(csvlib.DictReader(csv.splitlines()))
+    assert any(r["accuracy"] == "" for r in rows)  # failed and pruned trials leave blanks...
+    for column in ("flops", "params", "epochs", "p0_stages", "p0_growth_rate"):  # ...and counts stay whole
+        assert all(r[column] == "" or r[column].isdigit() for r in rows), (column, {r[column] for r in rows})
     html = (study / "pareto.html").read_text()
     assert "cdn.plot.ly" in html and "Pareto front" in html and "hypervolume history" in html
     assert len(html) < 200_000

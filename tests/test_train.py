@@ -228,6 +228,7 @@ def _spec_file(tmp_path: Path, **changes) -> Path:
     ("bad device", "device"),
     ("out under a file", "--out: cannot create the run folder: Not a directory"),
     ("damaged checkpoint", "checkpoint.pt: damaged or not a checkpoint of rksearch train"),
+    ("cuda graph on a cpu", "--cuda-graph: CUDA graphs need a CUDA device"),
 ])
 def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, needle) -> None:
     out = tmp_path / "out"
@@ -253,6 +254,8 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys, case, needl
         args[3:4] = ["imagefolder", "--data-root", str(root)]
     elif case == "bad device":
         args += ["--device", "tpu"]
+    elif case == "cuda graph on a cpu":
+        args += ["--device", "cpu", "--cuda-graph"]
     elif case == "damaged checkpoint":
         out.mkdir()
         (out / "checkpoint.pt").write_text("garbage")
@@ -269,3 +272,67 @@ def test_cli_divergence_is_reported_without_traceback(tmp_path, capsys) -> None:
                           capsys)
     assert code == 1 and "training diverged" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()  # diverged before its first checkpoint: no empty run folder left
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"cuda_graph": True, "static_shapes": False}, "cuda_graph: replays one batch shape, so it needs static_shapes"),
+    ({"cuda_graph": True, "compile": True}, "cuda_graph: captures the eager step"),
+])
+def test_cuda_graph_needs_static_shapes_and_no_compile(fields, needle) -> None:
+    for config in (TrainConfig, ProxyConfig):
+        with pytest.raises(ValueError, match=needle):
+            config(**fields)
+
+
+class _ReplayInPython:
+    """What a CUDA graph does, in Python: a replay runs the captured step again on the same
+    tensors. Counts captures and replays, so that the trainer's bookkeeping is tested on a CPU."""
+
+    def __init__(self, monkeypatch) -> None:
+        import rksearch.cudagraph as cg
+
+        self.side = self.captured = self.replays = 0
+        monkeypatch.setattr(cg, "available", lambda device: True)
+        monkeypatch.setattr(cg, "on_side_stream", self._side)
+        monkeypatch.setattr(cg, "capture", self._capture)
+
+    def _side(self, step) -> None:
+        self.side += 1
+        step()
+
+    def _capture(self, step):
+        self.captured += 1
+        self.step = step
+        return self
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.step()
+
+
+def test_graphed_training_equals_eager_and_resumes_either_way(tmp_path, small_splits, monkeypatch) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=64, device="cpu", augment=False)  # 3 batches per epoch
+    eager = fit(TINY, small_splits, cfg).history
+    fake = _ReplayInPython(monkeypatch)
+    graphed_cfg = cfg.model_copy(update={"cuda_graph": True})
+    trainer = Trainer(TINY, small_splits, graphed_cfg)
+    assert isinstance(trainer.optimizer.param_groups[0]["lr"], torch.Tensor)  # read by the graph, set in place
+    for _ in range(3):
+        trainer.train_epoch()
+    assert (fake.side, fake.captured, fake.replays) == (3, 1, 6)  # warm-up, one capture, a replay per batch
+    keys = ("lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    for a, b in zip(eager, trainer.history):
+        assert [getattr(b, k) for k in keys] == pytest.approx([getattr(a, k) for k in keys], rel=1e-4)
+    state = trainer.state_dict({})
+    assert all(type(g["lr"]) is float for g in state["optimizer"]["param_groups"])  # resumable without graphs
+
+    def stop(m) -> None:
+        raise Interrupted
+
+    for first, then in ((graphed_cfg, cfg), (cfg, graphed_cfg)):  # cuda_graph may change on resume
+        out = tmp_path / f"run{first.cuda_graph}"
+        with pytest.raises(Interrupted):
+            train(TINY, small_splits, first, out, data=SMALL_DATA, on_epoch=stop)
+        resumed = train(TINY, small_splits, then, out, data=SMALL_DATA, resume=True).history
+        assert [m.lr for m in resumed] == pytest.approx([m.lr for m in eager])
+        assert resumed[-1].train_loss == pytest.approx(eager[-1].train_loss, rel=1e-4)

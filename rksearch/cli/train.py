@@ -30,6 +30,8 @@ def train(
     static_shapes: bool = typer.Option(True, "--static-shapes/--no-static-shapes",
                                        help="One batch shape: drop each epoch's partial last batch, pad the last "
                                             "evaluation batch (default)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph",
+                                    help="Replay the training step as one CUDA graph (CUDA, no --compile)."),
     seed: int = typer.Option(0, "--seed"),
     download: bool = typer.Option(False, "--download", help="Download torchvision datasets (needs a network)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec file name>)."),
@@ -46,7 +48,9 @@ def train(
 
     from ..train import resolve_device
 
-    resolve_device(device, "--device")  # before anything starts: a machine without CUDA says so at once
+    # before anything starts: a machine without CUDA says so at once
+    if resolve_device(device, "--device").type != "cuda" and cuda_graph:
+        raise RKSearchError("CUDA graphs need a CUDA device", field="--cuda-graph")
     if dataset == "demo" and data_root is not None:
         raise RKSearchError("the demo data is bundled and takes no --data-root", field="--data-root")
     spec = resolve_any_spec(spec_file)
@@ -57,7 +61,7 @@ def train(
         given = {"epochs": epochs, "batch_size": batch_size}
         recipe = {**paper_recipe(splits.dataset.style), **{k: v for k, v in given.items() if v is not None}}
         cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
-                          compile=compile, static_shapes=static_shapes, seed=seed)
+                          compile=compile, static_shapes=static_shapes, cuda_graph=cuda_graph, seed=seed)
     except ValidationError as e:
         raise as_option(from_validation_error(e), OPTIONS) from None
     except RKSearchError as e:
@@ -82,7 +86,8 @@ def train(
 
 
 OPTIONS = {"dataset": "--dataset", "root": "--data-root", "val_size": "--val-size", "train_subset": "--train-subset",
-           "loader": "--loader", "workers": "--workers", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr"}
+           "loader": "--loader", "workers": "--workers", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+           "cuda_graph": "--cuda-graph"}
 
 
 class _Progress:
