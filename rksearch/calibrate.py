@@ -4,8 +4,9 @@ N distinct feasible specs of the space are trained at every budget (epochs, or e
 fraction) and seed, through Ray Tune exactly as ``rksearch run`` trains (the same trainable
 :func:`rksearch.search.run_trial`, the space's proxy, resources, concurrency and Ray address),
 into an Optuna study ``<out>/<name>-calibrate/optuna.db``: one trial per (spec, budget, seed).
-Running it again continues: runs already done with the same spec, proxy settings, budget and
-seed are reused, failed and missing ones are trained. Each budget is then compared with the
+Running it again continues: runs already done with the same spec, proxy settings (those that
+change what is measured, see :func:`job_identity`), budget and seed are reused, failed and
+missing ones are trained. Each budget is then compared with the
 largest one (:mod:`rksearch.fidelity`), the zero-cost scores beside them.
 
 Design choice: a separate run per budget, not one long run per spec read at intermediate
@@ -40,7 +41,8 @@ from .fidelity import (BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fide
 from .pareto_report import write_text
 from .prescreen import Scorer, draw_feasible, proxy_errors
 from .proxy import ProxyConfig
-from .search import default_storage, driver_id, fail_stale_trials, init_ray, open_storage, prepare_study_dir, run_trial
+from .search import (PROXY_HOW, default_storage, driver_id, fail_stale_trials, init_ray, open_storage,
+                     prepare_study_dir, run_trial)
 from .space import SearchSpace, parse_space
 from .spec import RKNetSpec, parse_yaml, read_text
 from .zerocost import SCORES, check_names
@@ -192,8 +194,25 @@ def plan(space: SearchSpace, specs: list[RKNetSpec], budgets: list[Budget], seed
                     update["train_subset"] = max(1, round(images * budget.fraction))
                 proxy = space.proxy.model_copy(update=update)
                 key = json.dumps({"spec": spec.to_json(), "proxy": proxy.model_dump()}, sort_keys=True)
-                jobs.append(Job(i, budget, space.proxy.seed + s, proxy, key))
+                jobs.append(Job(i, budget, space.proxy.seed + s, proxy, job_identity(key)))
     return jobs
+
+
+def job_identity(key: str) -> str:
+    """What makes two runs the same measurement: the spec and the proxy fields that change what
+    is computed. How a run trains (device, compile, CUDA graphs, ...) and fields left at their
+    defaults are left out, so a run recorded before a proxy field existed, or on another machine,
+    is still reused. Recorded keys are read through this too."""
+    job = json.loads(key)
+    proxy = {k: v for k, v in job.get("proxy", {}).items() if k not in PROXY_HOW
+             and not (k in ProxyConfig.model_fields and v == ProxyConfig.model_fields[k].default)}
+    return json.dumps({**job, "proxy": proxy}, sort_keys=True)
+
+
+def _done(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """The completed runs of the calibration study by their job identity."""
+    return {job_identity(t.user_attrs["job"]): t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "job" in t.user_attrs}
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -297,8 +316,7 @@ def _assess(space: SearchSpace, study: optuna.Study, jobs: list[Job], specs: lis
             seeds: list[int], scores: list[dict[str, float]], score_seconds: list[dict[str, float]],
             threshold: float, k: int, study_dir: Path) -> Calibration:
     """The report, read back from the study: only specs with a result at every budget and seed."""
-    done = {t.user_attrs["job"]: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if "job" in t.user_attrs}
+    done = _done(study)
     run = {(j.index, j.budget, j.seed): done.get(j.key) for j in jobs}
     keep = [i for i in range(len(specs)) if all(t is not None for (idx, _, _), t in run.items() if idx == i)]
     dropped = [specs[i].name for i in range(len(specs)) if i not in keep]
@@ -414,7 +432,7 @@ def calibrate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy"])
-    done = {t.user_attrs.get("job") for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    done = _done(study)
     pending = [j for j in jobs if j.key not in done]
     if pending:
         _train(space, study, pending, params, specs, [s.values for s in scored], address, on_update)

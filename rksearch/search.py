@@ -514,6 +514,15 @@ def check_resources(space: SearchSpace) -> None:
 DEFAULT_MAX_FAILURES = 10
 """Failed trials a search without ``max_failures`` bears before it stops (or as many as it asks for)."""
 
+
+def failure_bound(max_failures: int | None, wanted: int) -> tuple[int, str]:
+    """The failed trials a search bears, and how its stop message names that bound. Unset, a
+    search whose every trial fails alike still ends."""
+    if max_failures is not None:
+        return max_failures, f"max_failures {max_failures}"
+    bound = max(DEFAULT_MAX_FAILURES, wanted)
+    return bound, f"max_failures unset: at most {bound}, the trials asked for or {DEFAULT_MAX_FAILURES}"
+
 PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "cuda_graph", "root"}
 """Proxy fields a continued study may change: how a candidate trains, and where its data lies
 (relative to where rksearch runs), not what its accuracy means."""
@@ -727,11 +736,8 @@ def run_search(
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
-    max_failures = max_failures if max_failures is not None else space.search.max_failures
-    bound = f"max_failures {max_failures}"
-    if max_failures is None:  # failing alike forever would never end
-        max_failures = max(DEFAULT_MAX_FAILURES, wanted)
-        bound = f"max_failures unset: at most {max_failures}, the trials asked for or {DEFAULT_MAX_FAILURES}"
+    max_failures, bound = failure_bound(max_failures if max_failures is not None else space.search.max_failures,
+                                        wanted)
     given = {"source": None, "field": "--storage"} if storage else {"source": space.source, "field": "storage"}
     storage = storage or space.storage
     check_has_candidates(space)

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from rksearch.calibrate import Budget, parse_budgets
+from rksearch.calibrate import Budget, job_identity, parse_budgets
 from rksearch.cli import main
 from rksearch.fidelity import BudgetFidelity, budget_fidelity, noise_tau, recommend
 from rksearch.errors import RKSearchError
@@ -54,6 +54,17 @@ def test_bad_budgets(text, message):
     with pytest.raises(RKSearchError) as e:
         parse_budgets(text, "s.yaml")
     assert str(e.value).startswith("s.yaml: --budgets: ") and message in str(e.value)
+
+
+def test_runs_recorded_before_a_proxy_field_existed_or_elsewhere_are_reused():
+    from rksearch.proxy import ProxyConfig
+
+    now = {"spec": "{}", "proxy": ProxyConfig(epochs=2, device="cuda", cuda_graph=True).model_dump()}
+    then = {**now, "proxy": {k: v for k, v in now["proxy"].items() if k not in ("cuda_graph", "static_shapes")}}
+    then["proxy"]["device"] = "cpu"  # how a run trains is not what it measures
+    assert job_identity(json.dumps(then)) == job_identity(json.dumps(now))
+    other = {**now, "proxy": {**now["proxy"], "epochs": 3}}
+    assert job_identity(json.dumps(other)) != job_identity(json.dumps(now))
 
 
 def test_budget_fidelity_by_hand():

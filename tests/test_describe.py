@@ -8,10 +8,18 @@ import sys
 import pytest
 
 from rksearch import parse_name, save_spec
+from test_errors import in_process
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
+    """The installed entry point, in a process of its own."""
     return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def rk(capsys, monkeypatch, tmp_path):
+    """``rksearch ARGS`` through the same entry point, in this process (a second per call saved)."""
+    return lambda *args: in_process(list(args), tmp_path, capsys, monkeypatch)
 
 
 def test_table() -> None:
@@ -21,13 +29,13 @@ def test_table() -> None:
     assert "32x32" in r.stdout and "8x8" in r.stdout
 
 
-def test_json_and_file(tmp_path) -> None:
+def test_json_and_file(tmp_path, rk) -> None:
     spec = parse_name("ERKNet-3x1_3x1_3x1_1x1-B", growth_rate=32, m=[2, 4, 8, 16], stem="imagenet",
                       input_size=224, num_classes=1000, multiscale=False)
     p = tmp_path / "t3.yaml"
     save_spec(spec, p)
-    by_file = json.loads(run("describe", str(p), "--json").stdout)
-    by_name = json.loads(run("describe", "ERKNet-3x1_3x1_3x1_1x1-B", "-k", "32", "--m", "2,4,8,16", "--stem", "imagenet",
+    by_file = json.loads(rk("describe", str(p), "--json").stdout)
+    by_name = json.loads(rk("describe", "ERKNet-3x1_3x1_3x1_1x1-B", "-k", "32", "--m", "2,4,8,16", "--stem", "imagenet",
                              "--num-classes", "1000", "--no-multiscale", "--json").stdout)
     assert by_file == by_name
     assert by_file["name"] == "ERKNet-3x1_3x1_3x1_1x1-B"
@@ -46,32 +54,32 @@ def test_json_and_file(tmp_path) -> None:
     (["cliquenet", "--no-multiscale"], "--no-multiscale: applies to RKNets only"),
     (["densenet-bc-99"], "L = 6n + 4"),
 ])
-def test_errors(args: list[str], needle: str) -> None:
-    r = run("describe", *args)
+def test_errors(args: list[str], needle: str, rk) -> None:
+    r = rk("describe", *args)
     assert r.returncode == 2
     assert needle in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_not_a_spec(tmp_path) -> None:
+def test_not_a_spec(tmp_path, rk) -> None:
     p = tmp_path / "other.yaml"
     p.write_text("name: cifar_irk\nsearch: {trials: 3}\n")
-    r = run("describe", str(p))
+    r = rk("describe", str(p))
     assert r.returncode == 2 and "not an RKNet spec" in r.stderr and str(p) in r.stderr
 
 
 @pytest.mark.parametrize("name, params, gflops", [
     ("densenet-bc-100", 769_162, 0.576), ("cliquenet-t18-k80", 10_135_594, 9.454),
 ])
-def test_baselines(name: str, params: int, gflops: float, tmp_path) -> None:
+def test_baselines(name: str, params: int, gflops: float, tmp_path, rk) -> None:
     """Baselines by name or by spec file, counted as the published networks (issue 8's figures)."""
     from rksearch.baselines import baseline_spec
 
-    info = json.loads(run("describe", name, "--json").stdout)
+    info = json.loads(rk("describe", name, "--json").stdout)
     assert info["params"] == params and round(info["flops"] / 1e9, 3) == gflops
     assert [b["resolution"] for b in info["blocks"]] == [32, 16, 8]
     p = tmp_path / "b.yaml"
     p.write_text(baseline_spec(name).to_yaml())
-    assert json.loads(run("describe", str(p), "--json").stdout) == info
-    r = run("describe", name, "-k", "24")
+    assert json.loads(rk("describe", str(p), "--json").stdout) == info
+    r = rk("describe", name, "-k", "24")
     assert r.returncode == 0 and "k=24" in r.stdout, r.stdout

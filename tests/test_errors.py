@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rksearch import parse_name, save_spec
+from rksearch.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,8 +103,27 @@ CASES = [
 ]
 
 
+OWN_PROCESS = {("run", "too_many_cpus.yaml"), ("run", "many_gpus.yaml")}
+"""Cases that start Ray to learn the cluster's resources: in a process of their own (which also
+covers the installed entry point); the rest run in this process, a fraction of a second each."""
+
+
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def in_process(args: list[str], cwd: Path, capsys, monkeypatch) -> subprocess.CompletedProcess:
+    """``rksearch ARGS`` through the same entry point, in this process; Ray must stay down."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    captured = capsys.readouterr()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized(), "this case started Ray"
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -111,7 +131,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("command, key, extra, needle", CASES, ids=[f"{c[0]}-{c[1] or c[2][0]}" for c in CASES])
-def test_bad_input(tmp_path: Path, command: str, key: str | None, extra: list[str], needle: str) -> None:
+def test_bad_input(tmp_path: Path, capsys, monkeypatch, command: str, key: str | None, extra: list[str],
+                   needle: str) -> None:
     if command in ("bench", "train") and "cuda" in extra:
         import torch
 
@@ -129,7 +150,7 @@ def test_bad_input(tmp_path: Path, command: str, key: str | None, extra: list[st
     if command == "run" and key != "corrupt_space":
         args += ["--out", str(tmp_path / "studies")]
     before = snapshot(tmp_path)
-    r = run(args, cwd=tmp_path)
+    r = run(args, cwd=tmp_path) if (command, key) in OWN_PROCESS else in_process(args, tmp_path, capsys, monkeypatch)
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
