@@ -9,10 +9,12 @@ attributes (trials stopped early by ASHA become PRUNED, never COMPLETE).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import os
 import random
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -31,7 +33,7 @@ from ray.tune.stopper import Stopper
 
 from .baseline_trials import BASELINE, SearchedOnly, is_baseline, start_baseline_trial, trained_baselines
 from .baselines import AnySpec, any_spec_from_dict
-from .errors import RKSearchError
+from .errors import RKSearchError, terminated
 from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
@@ -694,10 +696,13 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
     else:
         kwargs["include_dashboard"] = False
     if not ray.is_initialized():
+        sigterm = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RKSearchError(f"cannot join the Ray cluster: {str(e).splitlines()[0]}", field="--address") from None
+        if callable(sigterm):  # the caller's own SIGTERM handling, which ray.init replaced with a bare exit
+            signal.signal(signal.SIGTERM, sigterm)
     return time.perf_counter() - t0
 
 
@@ -815,15 +820,18 @@ def run_search(
 
 @contextmanager
 def _interrupted(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
-    """On Ctrl-C: this driver's running trials end FAIL, the outputs are written, and the
-    interrupt goes on to the caller (exit status 130), so ``run && export`` stops."""
+    """On Ctrl-C or SIGTERM: this driver's running trials end FAIL, the outputs are written, and
+    the interrupt goes on to the caller (exit status 130 or 143), so ``run && export`` stops."""
+    started = datetime.datetime.now()  # Optuna's clock for datetime_start
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         me = driver_id()
+        why = "the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted"
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("driver") == me:
-                _fail(study, t, "the search was interrupted")
+            # a trial without a driver was created and interrupted before it had any attrs
+            if t.user_attrs.get("driver", me) == me and (t.datetime_start or started) >= started:
+                _fail(study, t, why)
         try:
             write_outputs(study_dir, url)
         finally:

@@ -44,9 +44,14 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_ctrl_c_stops_the_search_with_status_130(tmp_path: Path) -> None:
-    """Ctrl-C: exit status 130 and one line, so ``run && export`` stops; the running trials end
-    FAIL and the outputs are written, not the summary of a finished search."""
+@pytest.mark.parametrize("sig, status, said, reason", [
+    (signal.SIGINT, 130, "interrupted", "the search was interrupted"),
+    (signal.SIGTERM, 143, "terminated", "the search was terminated (SIGTERM)"),
+])
+def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, sig: int, status: int, said: str, reason: str) -> None:
+    """Ctrl-C (SIGINT) or ``kill``/``timeout``/a batch scheduler (SIGTERM): exit status 130 or 143
+    and one line, so ``run && export`` stops; the running trials end FAIL, the outputs are
+    written, not the summary of a finished search, and no Ray process outlives the driver."""
     space = make_space(tmp_path, "stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
                        proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
@@ -59,19 +64,28 @@ def test_ctrl_c_stops_the_search_with_status_130(tmp_path: Path) -> None:
                 t.state == optuna.trial.TrialState.RUNNING for t in load(out / "stopped").trials)
 
         wait_for(running, 300, "a running trial")
-        driver.send_signal(signal.SIGINT)
+        driver.send_signal(sig)
         stdout, stderr = driver.communicate(timeout=120)
+        wait_for(lambda: not _group_alive(driver.pid), 60, "the driver's Ray processes to end")
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    assert driver.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr[-1500:]
+    assert driver.returncode == status and stderr.strip().splitlines()[-1] == said, stderr[-1500:]
     assert "trials done" not in stdout
     trials = load(out / "stopped").trials
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert any(t.user_attrs.get("fail_reason") == "the search was interrupted" for t in trials)
+    assert any(t.user_attrs.get("fail_reason") == reason for t in trials), [t.user_attrs.get("fail_reason") for t in trials]
     assert (out / "stopped" / "trials.csv").is_file()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def test_kill_the_driver_then_resume(tmp_path: Path) -> None:

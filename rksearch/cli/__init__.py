@@ -5,7 +5,9 @@ surfaces as one line on stderr and exit status 2; see :mod:`rksearch.errors`.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Optional
 
 import typer
@@ -20,7 +22,7 @@ from . import train  # noqa: F401
 from . import space  # noqa: F401
 from . import bench  # noqa: F401  (registers rksearch bench)
 from . import calibrate  # noqa: F401  (registers rksearch calibrate)
-from ..errors import RKSearchError
+from ..errors import OnSigterm, RKSearchError
 
 
 # Typer vendors click in recent releases: reach its exception classes through a public one.
@@ -29,11 +31,31 @@ UsageError, ClickException = _CLICK["UsageError"], _CLICK["ClickException"]
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Console entry point: user errors, the command line's included, become one line and exit status 2."""
+    """Console entry point: user errors, the command line's included, become one line and exit status 2.
+    SIGTERM stops a command as Ctrl-C does (a search writes its outputs), with exit status 143."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = OnSigterm()
+    before = signal.signal(signal.SIGTERM, sigterm) if main_thread else None
+    try:
+        _main(argv, sigterm)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _stopped(terminated: bool) -> None:
+    if terminated:
+        err.print("terminated")
+        sys.exit(143)
+    err.print("interrupted")
+    sys.exit(130)
+
+
+def _main(argv: Optional[list[str]], sigterm: OnSigterm) -> None:
     try:
         code = app(args=argv, prog_name="rksearch", standalone_mode=False)
         if code == 130:  # Typer turns Ctrl-C into this exit status, silently
-            err.print("interrupted")
+            _stopped(sigterm.received)
         sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: --help returns its status
     except UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:
@@ -46,14 +68,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except typer.Abort:
-        err.print("interrupted")
-        sys.exit(130)
+        _stopped(sigterm.received)
     except RKSearchError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        _stopped(sigterm.received)
 
 
 __all__ = ["app", "main"]
