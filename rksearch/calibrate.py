@@ -35,7 +35,7 @@ import yaml
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from .errors import RKSearchError
+from .errors import RKSearchError, terminated
 from .fidelity import (BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fidelity, column_means, fidelity_figure,
                        finite, recommend, score_fidelity)
 from .pareto_report import write_text
@@ -298,16 +298,22 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
     recorder = _Recorder(study, trials, on_update)
     init_ray(address or space.search.address, space)
     resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
-    with tempfile.TemporaryDirectory(prefix="rksearch-calibrate-") as tune_dir:
-        tune.Tuner(
-            tune.with_resources(tune.with_parameters(_calibration_trial, configs=configs), resources),
-            param_space={"index": tune.grid_search(list(range(len(configs))))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=space.search.concurrency, reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=tune_dir, name=f"{space.name}-calibrate", verbose=0,
-                                      callbacks=[recorder]),
-        ).fit()
-    for i in list(recorder.trials):
-        recorder.tell(i, None, "the run ended before this trial reported")
+    reason = "the run ended before this trial reported"
+    try:
+        with tempfile.TemporaryDirectory(prefix="rksearch-calibrate-") as tune_dir:
+            tune.Tuner(
+                tune.with_resources(tune.with_parameters(_calibration_trial, configs=configs), resources),
+                param_space={"index": tune.grid_search(list(range(len(configs))))},
+                tune_config=tune.TuneConfig(max_concurrent_trials=space.search.concurrency, reuse_actors=True),
+                run_config=tune.RunConfig(storage_path=tune_dir, name=f"{space.name}-calibrate", verbose=0,
+                                          callbacks=[recorder]),
+            ).fit()
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the runs not done end FAIL now, not at the next start
+        reason = "the calibration was terminated (SIGTERM)" if terminated(e) else "the calibration was interrupted"
+        raise
+    finally:
+        for i in list(recorder.trials):
+            recorder.tell(i, None, reason)
 
 
 # -- assessing ---------------------------------------------------------------------------------

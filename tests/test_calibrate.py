@@ -211,3 +211,42 @@ def test_calibrate_end_to_end(tmp_path: Path):
     assert json.loads((study_dir / "calibration.json").read_text())["budgets"] == report["budgets"]
     html = (study_dir / "calibration.html").read_text()
     assert "Kendall tau vs the largest budget" in html and "noise floor" in html
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_unfinished_runs(tmp_path: Path):
+    """A stopped calibration leaves no RUNNING trial behind, exits 143 and shuts Ray down."""
+    import signal
+    import time
+
+    space_file = tiny_space(tmp_path)
+    study_dir = tmp_path / "studies" / "cal-calibrate"
+    cmd = [sys.executable, "-m", "rksearch", "calibrate", str(space_file), "--sample", "4", "--budgets", "1,2",
+           "--seeds", "2", "--out", str(tmp_path / "studies")]
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def trials(*states: optuna.trial.TrialState) -> list:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'optuna.db'}", skip_table_creation=True)
+        return optuna.load_study(study_name="cal-calibrate", storage=storage).get_trials(states=states)
+
+    try:
+        end = time.monotonic() + 300
+        while True:  # Tune is running once a run has finished
+            assert driver.poll() is None and time.monotonic() < end, driver.communicate()[1][-1500:]
+            try:
+                if trials(optuna.trial.TrialState.COMPLETE):
+                    break
+            except Exception:  # the database is not there yet
+                pass
+            time.sleep(0.5)
+        driver.send_signal(signal.SIGTERM)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert driver.returncode == 143 and stderr.strip().splitlines()[-1] == "terminated", stderr[-1500:]
+    assert not trials(optuna.trial.TrialState.RUNNING)
+    failed = trials(optuna.trial.TrialState.FAIL)
+    assert failed and all(t.user_attrs["fail_reason"] == "the calibration was terminated (SIGTERM)" for t in failed)
