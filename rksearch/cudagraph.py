@@ -17,13 +17,25 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch.torch_version import TorchVersion
+
+from .errors import RKSearchError
 
 WARMUP_STEPS = 3
 """Eager steps on a side stream before the capture, as the PyTorch docs do."""
+MIN_TORCH = "2.5"
+"""Since 2.5 a scheduler sets a tensor learning rate in place without a host sync; 2.3 puts a new
+tensor in the param group (the graph would keep the old rate: no decay), 2.4 syncs every step."""
 
 
 def available(device: torch.device) -> bool:
     return device.type == "cuda"
+
+
+def check_torch() -> None:
+    if TorchVersion(torch.__version__) < MIN_TORCH:
+        raise RKSearchError(f"needs torch >= {MIN_TORCH} (this is {torch.__version__}): older schedulers never "
+                            "update the learning rate a graph reads", field="cuda_graph")
 
 
 def on_side_stream(step: Callable[[], None]) -> None:
@@ -39,32 +51,33 @@ def capture(step: Callable[[], None]) -> torch.cuda.CUDAGraph:
     """Record ``step`` (after its warm-up steps) as a graph. Recording runs nothing: replay the
     graph once for the step it stands for."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    # thread_local: a DataLoader's pin-memory thread may call CUDA while this thread captures
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
         step()
     return graph
 
 
 def lr_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Hold every param group's learning rate in a device tensor that a scheduler updates in place."""
+    """Hold every param group's learning rate in a device tensor that a scheduler updates in place.
+    Before a capture only: a graph reads the tensor it was captured with."""
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        if isinstance(group["lr"], torch.Tensor) and group["lr"].device == device:
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = torch.tensor(lr, device=device)
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
+def as_float(v):
+    """A learning rate as a Python float; one held in a (float32) tensor is rounded to the digits
+    float32 carries, so 0.1 stays 0.1 in metrics and checkpoints, not 0.10000000149011612."""
+    return float(f"{float(v):.7g}") if isinstance(v, torch.Tensor) else v
 
 
 def plain_lrs(state: dict) -> dict:
     """An optimiser's or scheduler's state dict with its learning rates as floats, so that a
     checkpoint resumes the same with or without CUDA graphs (and never holds device tensors there)."""
-    def plain(v):
-        return float(v) if isinstance(v, torch.Tensor) and v.ndim == 0 else v
-
     state = dict(state)
     if "param_groups" in state:
-        state["param_groups"] = [{**g, **{k: plain(g[k]) for k in ("lr", "initial_lr") if k in g}}
+        state["param_groups"] = [{**g, **{k: as_float(g[k]) for k in ("lr", "initial_lr") if k in g}}
                                  for g in state["param_groups"]]
     for key in ("base_lrs", "_last_lr"):
         if key in state:
-            state[key] = [plain(v) for v in state[key]]
+            state[key] = [as_float(v) for v in state[key]]
     return state

@@ -159,6 +159,8 @@ class Trainer:
         self.spec, self.splits, self.cfg = spec, splits, cfg
         self.device = resolve_device(cfg.device)
         self.graphed = cfg.cuda_graph and cudagraph.available(self.device)
+        if self.graphed:
+            cudagraph.check_torch()
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
@@ -210,7 +212,7 @@ class Trainer:
 
     def train_epoch(self, on_step: Callable[[int, int], None] | None = None) -> EpochMetrics:
         start = time.perf_counter()
-        lr = float(self.optimizer.param_groups[0]["lr"])  # a tensor under CUDA graphs, changed in place
+        lr = cudagraph.as_float(self.optimizer.param_groups[0]["lr"])  # a tensor under CUDA graphs
         self.model.train()
         self.loss_sum.zero_()
         self.correct.zero_()
@@ -319,6 +321,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        for group in self.optimizer.param_groups:  # how SGD runs is this trainer's, not the checkpoint's
+            group.update({k: self.optimizer.defaults[k] for k in ("foreach", "fused")})
         if self.graphed:
             cudagraph.lr_tensor(self.optimizer, self.device)
         torch.set_rng_state(state["rng"]["torch"].cpu())

@@ -182,16 +182,25 @@ def test_a_search_whose_every_trial_fails_still_ends() -> None:
 
 def test_same_seed_same_proposals(tmp_path: Path) -> None:
     runs = {}
-    for run in ("a", "b"):  # side by side: each trains one trial at a time
-        (tmp_path / run).mkdir()
-        space = make_space(tmp_path / run, "repro", search__trials=3, search__concurrency=1)
-        runs[run] = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out",
-                                      str(tmp_path / run / "studies")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+    try:
+        for run in ("a", "b"):  # side by side: each trains one trial at a time
+            (tmp_path / run).mkdir()
+            space = make_space(tmp_path / run, "repro", search__trials=3, search__concurrency=1)
+            with open(tmp_path / run / "stderr", "w") as err:  # a file: a full pipe would stall the run
+                runs[run] = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out",
+                                              str(tmp_path / run / "studies")], stdout=subprocess.DEVNULL, stderr=err,
+                                             start_new_session=True)
+        for p in runs.values():
+            p.wait(timeout=600)
+    finally:
+        for p in runs.values():
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     names = []
     for run, p in runs.items():
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == 0, (tmp_path / run / "stderr").read_text()[-3000:]
         names.append([t.user_attrs["name"] for t in load(tmp_path / run / "studies" / "repro").trials])
     assert names[0] == names[1]
     assert len(names[0]) >= 3

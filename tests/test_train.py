@@ -336,3 +336,9 @@ def test_graphed_training_equals_eager_and_resumes_either_way(tmp_path, small_sp
         resumed = train(TINY, small_splits, then, out, data=SMALL_DATA, resume=True).history
         assert [m.lr for m in resumed] == pytest.approx([m.lr for m in eager])
         assert resumed[-1].train_loss == pytest.approx(eager[-1].train_loss, rel=1e-4)
+        # the resumed trainer keeps its own SGD (fused, tensor lr, under graphs), not the checkpoint's
+        again = Trainer(TINY, small_splits, then)
+        again.load(out / "checkpoint.pt", {"data": SMALL_DATA.model_dump()})
+        group = again.optimizer.param_groups[0]
+        assert bool(group["fused"]) == then.cuda_graph and isinstance(group["lr"], torch.Tensor) == then.cuda_graph
+    assert [m.lr for m in trainer.history] == [0.1, 0.1, 0.01]  # not float32's 0.10000000149011612
