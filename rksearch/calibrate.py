@@ -35,7 +35,7 @@ import yaml
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from .errors import RKSearchError, terminated
+from .errors import RKSearchError
 from .fidelity import (BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fidelity, column_means, fidelity_figure,
                        finite, recommend, score_fidelity)
 from .pareto_report import write_text
@@ -44,6 +44,7 @@ from .proxy import ProxyConfig
 from .search import (PROXY_HOW, default_storage, driver_id, fail_stale_trials, init_ray, open_storage,
                      prepare_study_dir, run_trial)
 from .space import SearchSpace, parse_space
+from .stopping import shielded, terminated
 from .spec import RKNetSpec, parse_yaml, read_text
 from .zerocost import SCORES, check_names
 
@@ -312,8 +313,9 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
         reason = "the calibration was terminated (SIGTERM)" if terminated(e) else "the calibration was interrupted"
         raise
     finally:
-        for i in list(recorder.trials):
-            recorder.tell(i, None, reason)
+        with shielded():
+            for i in list(recorder.trials):
+                recorder.tell(i, None, reason)
 
 
 # -- assessing ---------------------------------------------------------------------------------

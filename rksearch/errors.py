@@ -5,7 +5,6 @@ anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 
@@ -29,28 +28,6 @@ class RKSearchError(Exception):
         if self.source is not None:
             return self
         return type(self)(self.message, source=source, field=self.field)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, a batch scheduler's stop), handled as Ctrl-C is: a search's
-    running trials end FAIL and its outputs are written; the CLI exits with status 143."""
-
-
-class OnSigterm:
-    """A SIGTERM handler that raises :class:`Terminated` and remembers that it did: Ray and Typer
-    may pass the interrupt on as a plain KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.received = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        self.received = True
-        raise Terminated()
-
-
-def terminated(e: BaseException) -> bool:
-    """Whether an interrupt came from SIGTERM (see :class:`OnSigterm`), not Ctrl-C."""
-    return isinstance(e, Terminated) or getattr(signal.getsignal(signal.SIGTERM), "received", False)
 
 
 def from_validation_error(err, *, source: str | Path | None = None, prefix: str = "") -> RKSearchError:

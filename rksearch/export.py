@@ -44,7 +44,8 @@ class Pick:
         """The comment block an exported spec starts with."""
         r, s = self.row, self.study
         proxy = ", ".join(f"{k} {s.proxy[k]}" for k in ("dataset", "epochs", "width") if k in s.proxy)
-        epochs = f" after {int(r['epochs'])} epochs" if pd.notna(r.get("epochs")) else ""
+        n = int(r["epochs"]) if pd.notna(r.get("epochs")) else None
+        epochs = f" after {n} epoch{'s' * (n != 1)}" if n is not None else ""
         return (
             f"exported by rksearch export from study {s.name} ({s.path}), trial {self.number} ({r['state'].lower()})\n"
             f"picked: {self.reason}\n"

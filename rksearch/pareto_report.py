@@ -82,13 +82,13 @@ class ParetoReport:
         body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False)
                          for i, fig in enumerate(figs))
         if include_plotlyjs == "cdn":
-            body = _OFFLINE.format(name=escape(self.study.name)) + body
+            body = _OFFLINE.format(folder=escape(str(self.study.path)), name=escape(self.study.name)) + body
         return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(self.study.name)}: Pareto front</title>"
                 f"</head><body>\n{body}\n</body></html>\n")
 
 
 _OFFLINE = """<p id="rksearch-offline" style="display:none">The plots need plotly.js from its CDN, which this
-browser could not load. Offline, <code>rksearch pareto STUDY_DIR --html {name}.html</code> writes the page
+browser could not load. Offline, <code>rksearch pareto {folder} --html {name}.html</code> writes the page
 with plotly.js inside.</p>
 <script>window.addEventListener("load", function () {{
   if (!window.Plotly) document.getElementById("rksearch-offline").style.display = "block";
@@ -131,7 +131,7 @@ def trials_csv(study: Study) -> str:
 
 def _counts(column: str) -> bool:
     """Columns of whole numbers: FLOPs, params, epochs and the per-period choices."""
-    return column in ("flops", "params", "trained_flops", "trained_params", "epochs") or \
+    return column in ("flops", "params", "trained_flops", "trained_params", "epochs", "periods") or \
         re.fullmatch(r"p\d+_(stages|steps|growth_rate|m)", column) is not None
 
 

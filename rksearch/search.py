@@ -33,11 +33,12 @@ from ray.tune.stopper import Stopper
 
 from .baseline_trials import BASELINE, SearchedOnly, is_baseline, start_baseline_trial, trained_baselines
 from .baselines import AnySpec, any_spec_from_dict
-from .errors import RKSearchError, terminated
+from .errors import RKSearchError
 from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
+from .stopping import shielded, terminated
 from .spec import RKNetSpec
 from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_of
 
@@ -101,13 +102,17 @@ def _enable_wal(path: Path) -> None:
         raise RKSearchError(f"not a usable SQLite database ({e})", source=path) from None
 
 
-def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The space's sampler, blind to baseline trials (see :mod:`rksearch.baseline_trials`)."""
-    return SearchedOnly(_sampler(space))
+def make_sampler(space: SearchSpace, trials_before: int = 0) -> optuna.samplers.BaseSampler:
+    """The space's sampler, blind to baseline trials (see :mod:`rksearch.baseline_trials`).
+
+    A continued study seeds it with the seed plus the trials it already holds: reproducible, and
+    not the fresh run's random draws again (they would all be settled as duplicates)."""
+    seed = space.search.seed if space.search.seed is None or not trials_before else space.search.seed + trials_before
+    return SearchedOnly(_sampler(space, seed))
 
 
-def _sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
-    s, seed = space.search.sampler, space.search.seed
+def _sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
+    s = space.search.sampler
     if s == "tpe":
         with warnings.catch_warnings():  # group=True is "experimental" and the right thing for conditional spaces
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -139,6 +144,13 @@ class Tally:
     reasons: list[str] = field(default_factory=list)
 
 
+def _trials_in(storage: optuna.storages.BaseStorage, name: str) -> int:
+    try:
+        return len(storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False))
+    except KeyError:  # a new study
+        return 0
+
+
 class RKSearcher(OptunaSearch):
     """OptunaSearch that settles infeasible and repeated candidates without training them and
     records every trial's outcome in the study. The space's baselines not yet trained in the
@@ -155,7 +167,7 @@ class RKSearcher(OptunaSearch):
             space=self._define_by_run,
             metric=list(space.objectives),
             mode=["max" if o in MAXIMIZE else "min" for o in space.objectives],
-            sampler=make_sampler(space),
+            sampler=make_sampler(space, _trials_in(storage, space.name)),
             study_name=space.name,
             storage=storage,
             **kwargs,
@@ -828,14 +840,15 @@ def _interrupted(study: optuna.Study, study_dir: Path, url: str) -> Iterator[Non
     except KeyboardInterrupt as e:
         me = driver_id()
         why = "the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted"
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            # a trial without a driver was created and interrupted before it had any attrs
-            if t.user_attrs.get("driver", me) == me and (t.datetime_start or started) >= started:
-                _fail(study, t, why)
-        try:
-            write_outputs(study_dir, url)
-        finally:
-            raise
+        with shielded():
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # a trial without a driver was created and interrupted before it had any attrs
+                if t.user_attrs.get("driver", me) == me and (t.datetime_start or started) >= started:
+                    _fail(study, t, why)
+            try:
+                write_outputs(study_dir, url)
+            finally:
+                raise
 
 
 class _SearchedASHA(ASHAScheduler):

@@ -222,6 +222,6 @@ def test_the_run_report_is_never_a_blank_page(study) -> None:
         wait.until(lambda d: d.execute_script("return document.readyState") == "complete" and (notice() or drawn()))
         assert notice() != drawn()
         if notice():
-            assert "rksearch pareto STUDY_DIR --html demo.html" in driver.find_element(By.TAG_NAME, "body").text
+            assert f"rksearch pareto {study} --html demo.html" in driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.quit()

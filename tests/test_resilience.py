@@ -44,14 +44,17 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("sig, status, said, reason", [
-    (signal.SIGINT, 130, "interrupted", "the search was interrupted"),
-    (signal.SIGTERM, 143, "terminated", "the search was terminated (SIGTERM)"),
-])
-def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, sig: int, status: int, said: str, reason: str) -> None:
-    """Ctrl-C (SIGINT) or ``kill``/``timeout``/a batch scheduler (SIGTERM): exit status 130 or 143
-    and one line, so ``run && export`` stops; the running trials end FAIL, the outputs are
-    written, not the summary of a finished search, and no Ray process outlives the driver."""
+@pytest.mark.parametrize("sig, group, status, said, reason", [
+    (signal.SIGINT, False, 130, "interrupted", "the search was interrupted"),
+    (signal.SIGTERM, False, 143, "terminated", "the search was terminated (SIGTERM)"),
+    (signal.SIGTERM, True, 143, "terminated", "the search was terminated (SIGTERM)"),  # timeout, batch schedulers
+], ids=["ctrl-c", "kill", "kill-group"])
+def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, sig: int, group: bool, status: int, said: str,
+                                            reason: str) -> None:
+    """Ctrl-C (SIGINT) or ``kill``/``timeout``/a batch scheduler (SIGTERM, to the driver or to its
+    whole process group, Ray's processes included): exit status 130 or 143 and one line, so
+    ``run && export`` stops; the running trials end FAIL, the outputs are written, not the
+    summary of a finished search, and no Ray process outlives the driver."""
     space = make_space(tmp_path, "stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
                        proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
@@ -64,7 +67,7 @@ def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, sig: int, status: in
                 t.state == optuna.trial.TrialState.RUNNING for t in load(out / "stopped").trials)
 
         wait_for(running, 300, "a running trial")
-        driver.send_signal(sig)
+        os.killpg(driver.pid, sig) if group else driver.send_signal(sig)
         stdout, stderr = driver.communicate(timeout=120)
         wait_for(lambda: not _group_alive(driver.pid), 60, "the driver's Ray processes to end")
     finally:

@@ -217,3 +217,19 @@ def test_opening_the_storage_survives_a_reader_stamping_the_schema(tmp_path: Pat
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     assert search.open_storage(f"sqlite:///{tmp_path / 'new.db'}") is not None and len(calls) == 2
+
+
+def test_a_continued_study_draws_new_proposals(tmp_path: Path) -> None:
+    """Seeded with the seed plus the trials the study holds: reproducible, and not the fresh run's
+    draws again (every one of them would be settled as a duplicate)."""
+    from rksearch.search import make_sampler
+    from rksearch.space import load_space
+
+    space = load_space(make_space(tmp_path, search__sampler="random"))
+
+    def first_proposals(trials_before: int) -> list[dict]:
+        study = optuna.create_study(sampler=make_sampler(space, trials_before))
+        return [space.suggest(study.ask()).to_dict() for _ in range(3)]
+
+    assert first_proposals(0) == first_proposals(0) and first_proposals(6) == first_proposals(6)
+    assert first_proposals(0) != first_proposals(6)

@@ -5,6 +5,7 @@ surfaces as one line on stderr and exit status 2; see :mod:`rksearch.errors`.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,8 @@ from . import train  # noqa: F401
 from . import space  # noqa: F401
 from . import bench  # noqa: F401  (registers rksearch bench)
 from . import calibrate  # noqa: F401  (registers rksearch calibrate)
-from ..errors import OnSigterm, RKSearchError
+from ..errors import RKSearchError
+from ..stopping import OnSigterm, ray_lost
 
 
 # Typer vendors click in recent releases: reach its exception classes through a public one.
@@ -46,6 +48,10 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _stopped(terminated: bool) -> None:
     if terminated:
         err.print("terminated")
+        if ray_lost():  # the stop reached Ray's processes too: shutting Ray down would hang, then exit 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(143)
         sys.exit(143)
     err.print("interrupted")
     sys.exit(130)

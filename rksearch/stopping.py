@@ -1,0 +1,64 @@
+"""How a command stops early: Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, a batch
+scheduler's stop). Both become a KeyboardInterrupt, so a search's running trials end FAIL and its
+outputs are written before the CLI exits with status 130 or 143."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (exit status 143)."""
+
+
+class OnSigterm:
+    """A SIGTERM handler that raises :class:`Terminated` and remembers that it did: Ray and Typer
+    may pass the interrupt on as a plain KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise Terminated()
+
+
+def terminated(e: BaseException) -> bool:
+    """Whether an interrupt came from SIGTERM (see :class:`OnSigterm`), not Ctrl-C."""
+    return isinstance(e, Terminated) or getattr(signal.getsignal(signal.SIGTERM), "received", False)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM while a stop's cleanup runs: a second Ctrl-C, or the signal a
+    process group's stop also sends Ray's processes (whose death Ray reports to its driver as an
+    interrupt), would cut the cleanup short and leave trials RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def ray_lost(wait: float = 1.0) -> bool:
+    """Whether the Ray this process started has lost processes of its own (watched for up to
+    ``wait`` seconds). A SIGTERM to the whole process group (``timeout``, a batch scheduler) reaches
+    them too, and shutting Ray down at exit would then wait a minute for them and exit with status 1."""
+    worker = getattr(sys.modules.get("ray"), "_private", None)
+    node = getattr(getattr(worker, "worker", None), "_global_node", None)
+    if node is None or not getattr(node, "head", False):
+        return False
+    end = time.monotonic() + wait
+    while node.remaining_processes_alive():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
