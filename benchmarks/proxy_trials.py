@@ -172,7 +172,16 @@ def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, 
         accuracy = ", ".join(f"{a:.3f}" for a in r["accuracy"])
         lines.append(f"| {r['trials']} | {r.get('variant', '')} | {r['aggregate_images_per_s']:,.0f} | {r['wall_s']:.2f} "
                      f"| {each} | {cold} | {accuracy} |")
-    same = [r for r in rows if "error" not in r and not r.get("variant")]
+    ok = [r for r in rows if "error" not in r]
+    new_model = next((r for r in ok if r.get("variant") == "new model"), None)
+    if new_model:  # what each open question's answer buys a search's trial
+        lines.append("")
+        for r in ok:
+            if r.get("variant", "").startswith("new model, "):
+                base, this = new_model["proxy_seconds"][0], r["proxy_seconds"][0]
+                lines.append(f"{r['variant'][len('new model, '):]}: {this:.2f} s a proxy against {base:.2f} s "
+                             f"({base / this:.2f}x)")
+    same = [r for r in ok if not r.get("variant")]
     best = max(same, key=lambda r: r["aggregate_images_per_s"], default=None)
     if best:
         lines.append(f"\nMost aggregate throughput: {best['trials']} concurrent trial(s) per GPU.")

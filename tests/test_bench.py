@@ -132,6 +132,7 @@ def test_throughput_script_check(tmp_path: Path) -> None:
     proxy = data["proxy"]["rows"]
     assert not [row for row in proxy if "error" in row], proxy
     assert {row["variant"] for row in proxy} >= {"new model, static_shapes off", "new model, cudnn_benchmark off"}
+    assert "static_shapes off: " in r.stdout and "s a proxy against" in r.stdout  # each answer's gain, printed
 
 
 @pytest.mark.slow

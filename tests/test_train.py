@@ -342,3 +342,11 @@ def test_graphed_training_equals_eager_and_resumes_either_way(tmp_path, small_sp
         group = again.optimizer.param_groups[0]
         assert bool(group["fused"]) == then.cuda_graph and isinstance(group["lr"], torch.Tensor) == then.cuda_graph
     assert [m.lr for m in trainer.history] == [0.1, 0.1, 0.01]  # not float32's 0.10000000149011612
+
+
+def test_cli_no_static_shapes_reaches_the_trainer(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    code, _, err = cli(["train", str(_spec_file(tmp_path)), "--dataset", "demo", "--epochs", "1", "--train-subset", "64",
+                        "--val-size", "32", "--device", "cpu", "--no-static-shapes", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["static_shapes"] is False

@@ -27,9 +27,9 @@ def train(
     loader: str = typer.Option("auto", "--loader", help="auto, resident (whole split on the device) or dataloader."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    static_shapes: bool = typer.Option(True, "--static-shapes/--no-static-shapes",
-                                       help="One batch shape: drop each epoch's partial last batch, pad the last "
-                                            "evaluation batch (default)."),
+    no_static_shapes: bool = typer.Option(False, "--no-static-shapes",
+                                          help="Let batches vary: keep each epoch's partial last batch, no "
+                                               "padded evaluation batch (default: one batch shape)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph",
                                     help="Replay the training step as one CUDA graph (CUDA, no --compile)."),
     seed: int = typer.Option(0, "--seed"),
@@ -61,7 +61,7 @@ def train(
         given = {"epochs": epochs, "batch_size": batch_size}
         recipe = {**paper_recipe(splits.dataset.style), **{k: v for k, v in given.items() if v is not None}}
         cfg = TrainConfig(**recipe, lr=lr, augment=not no_augment, device=device, loader=loader, workers=workers,
-                          compile=compile, static_shapes=static_shapes, cuda_graph=cuda_graph, seed=seed)
+                          compile=compile, static_shapes=not no_static_shapes, cuda_graph=cuda_graph, seed=seed)
     except ValidationError as e:
         raise as_option(from_validation_error(e), OPTIONS) from None
     except RKSearchError as e:
