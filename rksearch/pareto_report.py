@@ -122,10 +122,8 @@ def trials_csv(study: Study) -> str:
     stay integers where some trials lack them (pandas would write 60851136.0)."""
     frame = study.trials.drop(columns=["spec"], errors="ignore")
     for c in frame.columns:
-        values = frame[c]
-        if values.dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all() \
-                and _counts(c):
-            frame[c] = values.astype("Int64")
+        if _counts(c) and frame[c].dtype.kind == "f" and (frame[c].dropna() % 1 == 0).all():
+            frame[c] = frame[c].astype("Int64")
     return frame.to_csv(index=False)
 
 

@@ -107,7 +107,7 @@ def make_sampler(space: SearchSpace, trials_before: int = 0) -> optuna.samplers.
 
     A continued study seeds it with the seed plus the trials it already holds: reproducible, and
     not the fresh run's random draws again (they would all be settled as duplicates)."""
-    seed = space.search.seed if space.search.seed is None or not trials_before else space.search.seed + trials_before
+    seed = None if space.search.seed is None else space.search.seed + trials_before
     return SearchedOnly(_sampler(space, seed))
 
 

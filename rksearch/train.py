@@ -206,8 +206,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
                               cache_enabled=not self.graphed)
 
-    def _check(self, loss_sum: torch.Tensor, step: int) -> None:
-        if not torch.isfinite(loss_sum):
+    def _check(self, step: int) -> None:
+        if not torch.isfinite(self.loss_sum):
             raise TrainingDiverged(self.epoch + 1, step)
 
     def train_epoch(self, on_step: Callable[[int, int], None] | None = None) -> EpochMetrics:
@@ -225,10 +225,10 @@ class Trainer:
             self.scheduler.step()
             seen += len(y)
             if step % CHECK_EVERY == 0:
-                self._check(self.loss_sum, step)
+                self._check(step)
             if on_step:
                 on_step(step, len(self.train_loader))
-        self._check(self.loss_sum, len(self.train_loader))
+        self._check(len(self.train_loader))
         train_loss, train_acc = self.loss_sum.item() / seen, self.correct.item() / seen
         train_seconds = time.perf_counter() - start
         val_loss, val_acc = self.evaluate(self.splits.val) if self.splits.val is not None else (None, None)
