@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
@@ -62,7 +63,13 @@ def default_storage(study_dir: Path) -> str:
     return f"sqlite:///{study_dir / 'optuna.db'}"
 
 
-DRIVERS = {"postgresql": "psycopg2-binary", "mysql": "pymysql"}
+# what to pip install for the DB-API module SQLAlchemy could not import (postgresql:// means psycopg 3)
+DRIVERS = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+           "pymysql": "pymysql", "mysql": "mysql-connector-python"}
+
+
+# what opening a new database says when another driver or reader created its tables at the same moment
+CREATION_RACES = ("alembic_version", "duplicate key value", "already exists")
 
 
 def open_storage(url: str, *, source: str | Path | None = None, field: str | None = None) -> optuna.storages.RDBStorage:
@@ -71,17 +78,18 @@ def open_storage(url: str, *, source: str | Path | None = None, field: str | Non
     db = sqlite_path(url)
     if db is not None:
         _enable_wal(db)
-    for attempt in range(3):
+    for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=False)
         except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
-            if "alembic_version" in str(e) and attempt < 2:  # a reader stamped the new schema at the same moment
+            if any(r in str(e) for r in CREATION_RACES) and attempt < 4:
+                time.sleep(0.1 * (attempt + 1))  # another process created the schema at the same moment: it is there now
                 continue
-            text = _first_line(e)
+            text, missing = _first_line(e), getattr(e.__cause__, "name", None)
             break
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
     if "DB access module" in text:
-        text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(scheme, 'its SQLAlchemy driver')})"
+        scheme = url.split("://", 1)[0]
+        text = f"no database driver for {scheme}:// here (pip install {DRIVERS.get(missing, missing or 'its driver')})"
     where = f"{shown_url(url)}: " if source is not None else ""
     raise RKSearchError(f"{where}cannot open the Optuna storage: {text}", source=source or shown_url(url),
                         field=field) from None
@@ -156,9 +164,11 @@ class RKSearcher(OptunaSearch):
     records every trial's outcome in the study. The space's baselines not yet trained in the
     study come first, each as a trial of its own that no sampler sees."""
 
-    def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str, **kwargs: Any):
+    def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str,
+                 target: int | None = None, **kwargs: Any):
         self.space = space
         self.driver = driver
+        self.target = target  # searched trials the study should have done: other drivers' count too
         self.tally = Tally()
         self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
@@ -172,11 +182,7 @@ class RKSearcher(OptunaSearch):
             storage=storage,
             **kwargs,
         )
-        trials = self._ot_study.get_trials(deepcopy=False)
-        for t in trials:  # a driver killed mid-trial left no outcome
-            if t.user_attrs.get("outcome") in DONE and t.user_attrs.get("spec_key") and not is_baseline(t.user_attrs):
-                self._trained[t.user_attrs["spec_key"]] = t.number
-        done = trained_baselines(trials, DONE)
+        done = trained_baselines(self._ot_study.get_trials(deepcopy=False), DONE)
         # the baselines this run trains, in the space's order, each tried once per run
         self.pending_baselines = [b for b in space.baselines if spec_key(b.spec) not in done]
 
@@ -185,19 +191,37 @@ class RKSearcher(OptunaSearch):
         return self._ot_study
 
     def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
+        trial.set_user_attr("driver", self.driver)  # at once: another driver starting fails unclaimed trials
         spec = self.space.suggest(trial)
         return {"spec": spec.to_dict(), "trial_number": trial.number}
+
+    def _sync(self, besides: int | None = None) -> int:
+        """Re-read the study, which other drivers may share: the specs trained or in training
+        anywhere (so no driver trains one twice), trial ``besides`` left out, and the searched
+        trials done or in training here, which the target counts."""
+        self._trained, counted = {}, 0
+        for t in self._ot_study.get_trials(deepcopy=False):
+            a = t.user_attrs
+            if is_baseline(a) or not a.get("spec_key") or t.number == besides:
+                continue
+            done = a.get("outcome") in DONE
+            training = t.state == TrialState.RUNNING and "outcome" not in a
+            if done or training:
+                self._trained.setdefault(a["spec_key"], t.number)
+            counted += done or (training and a.get("driver") == self.driver)
+        return counted
 
     def suggest(self, trial_id: str) -> Optional[dict]:
         if self.pending_baselines:
             return self._suggest_baseline(trial_id, self.pending_baselines.pop(0))
+        if self._sync() >= (self.target if self.target is not None else math.inf):
+            return Searcher.FINISHED
         for _ in range(MAX_PROPOSALS):
             config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
             spec = RKNetSpec.from_dict(config["spec"])
             c = spec.count()
             key = spec_key(spec)
-            ot_trial.set_user_attr("driver", self.driver)
             for k, v in {"spec": spec.to_yaml(), "spec_key": key, "name": spec.name, "flops": c.flops,
                          "params": c.params}.items():
                 ot_trial.set_user_attr(k, v)
@@ -207,9 +231,12 @@ class RKSearcher(OptunaSearch):
             reason = None
             if any(v > 0 for v in violations):
                 reason, outcome = f"breaks a constraint ({_describe_violation(self.space, c)})", REJECTED
-            elif key in self._trained:
-                reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
-                ot_trial.set_user_attr("duplicate_of", self._trained[key])
+            else:
+                if key not in self._trained:  # look again, now that this trial claims the spec:
+                    self._sync(besides=ot_trial.number)  # of two drivers proposing it at once, one sees the other
+                if key in self._trained:
+                    reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
+                    ot_trial.set_user_attr("duplicate_of", self._trained[key])
             if reason is None:
                 self._trained[key] = ot_trial.number
                 self.tally.running += 1
@@ -257,7 +284,6 @@ class RKSearcher(OptunaSearch):
             attrs["fail_reason"] = reason
             self.tally.failed += 1
             self.tally.reasons.append(f"trial {ot_trial.number}: {reason}")
-            self._trained.pop(ot_trial.user_attrs.get("spec_key"), None)
         elif not result.get("final"):
             state, outcome = TrialState.PRUNED, PRUNED
             self.tally.pruned += 1
@@ -448,11 +474,13 @@ def _alive(driver: str) -> bool:
 
 
 def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the trials a dead driver left RUNNING; returns how many."""
+    """Mark FAIL the trials a dead driver left RUNNING; returns how many. A trial no driver has
+    claimed yet is left alone while it is young: another driver may be proposing it right now."""
     n = 0
+    cutoff = datetime.datetime.now() - datetime.timedelta(minutes=10)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         driver = t.user_attrs.get("driver", "")
-        if driver and _alive(driver):
+        if _alive(driver) if driver else t.datetime_start > cutoff:
             continue
         _fail(study, t, "its driver died before the trial finished")
         n += 1
@@ -773,7 +801,7 @@ def run_search(
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
-    searcher = RKSearcher(space, rdb, driver_id())
+    searcher = RKSearcher(space, rdb, driver_id(), target=wanted)
     study = searcher.study
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
                  "space": space.source.read_text() if space.source else None,

@@ -294,7 +294,10 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
 
 def _folder_db(path: Path) -> Path:
     if not path.exists():
-        raise RKSearchError("no such study folder", source=path)
+        space = path.parent.parent / "search_spaces" / f"{path.name}.yaml"  # studies/x beside search_spaces/x.yaml
+        how = f"rksearch run {space} --out {path.parent} writes it" if space.is_file() else \
+            "rksearch run writes <out>/<space name>/"
+        raise RKSearchError(f"no such study folder ({how})", source=path)
     if not path.is_dir():
         raise RKSearchError("is a file; expected a study folder (studies/<name>/ holding optuna.db)", source=path)
     db = path / DB_NAME

@@ -1,6 +1,7 @@
 """The notebooks run top to bottom against real studies, and are committed without outputs."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -40,6 +41,18 @@ def test_committed_without_outputs(name: str) -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     assert "parameters" in code[0].metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_default_studies_are_what_shipped_spaces_write(name: str) -> None:
+    """A notebook run as shipped reads the committed study, or names the space whose study it needs."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    defaults = re.findall(r'"\.\./studies/(\w+)"', nb.cells[1].source)
+    assert defaults
+    for study in defaults:
+        assert (NOTEBOOKS.parent / "studies" / study).is_dir() or (
+            (NOTEBOOKS.parent / "search_spaces" / f"{study}.yaml").is_file()
+            and f"search_spaces/{study}.yaml" in nb.cells[0].source), study
 
 
 @pytest.mark.slow

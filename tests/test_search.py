@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -202,9 +203,14 @@ def test_an_unreachable_ray_address_is_refused_at_once() -> None:
     check_reachable("auto", space)  # Ray resolves it
 
 
-def test_opening_the_storage_survives_a_reader_stamping_the_schema(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("race", [
+    "(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num",
+    '(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "pg_type_typname_nsp_index"',
+])
+def test_opening_the_storage_survives_a_race_creating_the_schema(tmp_path: Path, monkeypatch, race: str) -> None:
     """A reader opening a new study's database as the search creates it may stamp Optuna's schema
-    version first; the search's own stamp then fails, and opening again finds it done."""
+    version first (SQLite), or two drivers create the tables at once (PostgreSQL); the loser's
+    creation fails, and opening again finds the schema there."""
     from rksearch import search
 
     real, calls = optuna.storages.RDBStorage, []
@@ -212,7 +218,7 @@ def test_opening_the_storage_survives_a_reader_stamping_the_schema(tmp_path: Pat
     def racing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num")
+            raise RuntimeError(race)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
@@ -233,3 +239,24 @@ def test_a_continued_study_draws_new_proposals(tmp_path: Path) -> None:
 
     assert first_proposals(0) == first_proposals(0) and first_proposals(6) == first_proposals(6)
     assert first_proposals(0) != first_proposals(6)
+
+
+def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
+    """At its start a driver fails what dead drivers left RUNNING, but not a trial another
+    driver created a moment ago and has not claimed yet (that killed the other driver)."""
+    import datetime
+
+    from rksearch.search import driver_id, fail_stale_trials
+
+    study = optuna.create_study()
+    now = datetime.datetime.now()
+    dead = f"{socket.gethostname()}:999999999"
+    for driver, age in ((driver_id(), 60), (dead, 60), (None, 0), (None, 3600)):
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=optuna.trial.TrialState.RUNNING, value=None,
+            datetime_start=now - datetime.timedelta(seconds=age), datetime_complete=None, params={},
+            distributions={}, user_attrs={"driver": driver} if driver else {}, system_attrs={},
+            intermediate_values={}))
+    assert fail_stale_trials(study) == 2
+    assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "RUNNING", "FAIL"]
+    assert study.trials[1].user_attrs["fail_reason"] == "its driver died before the trial finished"

@@ -1,0 +1,90 @@
+"""A study in a real PostgreSQL server, shared by two drivers at once: what a search on a Ray
+cluster with one database looks like."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+import pytest
+
+from rksearch.study import load_study
+from test_search import make_space, rksearch
+
+pytestmark = pytest.mark.slow
+
+
+def _as_server_user(*cmd: str) -> list[str]:
+    """PostgreSQL refuses to run as root: there, run it as the ``postgres`` account."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> str:
+    """A throwaway PostgreSQL server on a free local port; the URL of its ``rksearch`` database."""
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pg_ctl missing: .ci/install-postgres installs PostgreSQL")
+        pytest.skip("no PostgreSQL server here (run .ci/install-postgres)")
+    import psycopg
+
+    home = Path(tempfile.mkdtemp(prefix="rksearch-pg-"))  # not pytest's tmp_path: the server's account reads it
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = home / "data"
+    subprocess.run(_as_server_user(pg_ctl, "initdb", "-s", "-D", str(data), "-o", "-A trust -U postgres"),
+                   check=True, capture_output=True)
+    subprocess.run(_as_server_user(pg_ctl, "start", "-w", "-D", str(data), "-l", str(home / "log"), "-o",
+                                   f"-p {port} -k {home} -c listen_addresses=127.0.0.1"),
+                   check=True, capture_output=True)
+    try:
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute("CREATE DATABASE rksearch")
+        yield f"postgresql://postgres@127.0.0.1:{port}/rksearch"
+    finally:
+        subprocess.run(_as_server_user(pg_ctl, "stop", "-D", str(data), "-m", "fast"), capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
+    """Two ``rksearch run`` at once on one study: together they train the space's trial count
+    once (the other driver's running trial may add one), never the same spec twice, and each
+    study folder, renamed by ``--fresh`` or not, reads the whole study from the server."""
+    space = make_space(tmp_path, name="shared", search__trials=8, search__concurrency=1)
+    drivers = [subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(tmp_path / d),
+                                 "--storage", postgres], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for d in "ab"]
+    for p in drivers:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        assert "the study is in postgresql://postgres@127.0.0.1" in out
+
+    trials = optuna.load_study(study_name="shared", storage=postgres).trials
+    done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
+    assert 8 <= len(done) <= 9, [(t.number, t.user_attrs.get("outcome")) for t in trials]
+    assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # no spec trained twice
+    assert len({t.user_attrs["driver"] for t in done}) == 2  # both drivers trained
+    for d in "ab":  # each folder records the server, and reads the whole study from it
+        folder = tmp_path / d / "shared"
+        assert (folder / "storage.url").read_text().strip() == postgres and not (folder / "optuna.db").exists()
+        assert len(load_study(folder).trials) == len(trials)
+        assert len((folder / "trials.csv").read_text().splitlines()) >= len(done) + 1
+
+    r = rksearch("export", str(tmp_path / "a" / "shared"), "-o", str(tmp_path / "best.yaml"))
+    assert r.returncode == 0 and (tmp_path / "best.yaml").is_file(), r.stderr
+
+    r = rksearch("run", str(space), "--out", str(tmp_path / "a"), "--storage", postgres, "--fresh", "--trials", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    [aside] = [p for p in (tmp_path / "a").iterdir() if p.name.startswith("shared.")]
+    assert sorted(optuna.get_all_study_names(postgres)) == ["shared", aside.name]
+    assert len(load_study(aside).trials) == len(trials)  # the old trials, copied aside on the server
+    assert len(load_study(tmp_path / "a" / "shared").trials) >= 1
