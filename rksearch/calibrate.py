@@ -38,7 +38,7 @@ from ray.tune import Callback
 from .errors import RKSearchError
 from .fidelity import (BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fidelity, column_means, fidelity_figure,
                        finite, recommend, score_fidelity)
-from .pareto_report import write_text
+from .files import write_text
 from .prescreen import Scorer, draw_feasible, proxy_errors
 from .proxy import ProxyConfig
 from .search import (PROXY_HOW, default_storage, driver_id, fail_stale_trials, init_ray, open_storage,

@@ -70,9 +70,10 @@ def _trial_number(how: str) -> int | None:
         raise RKSearchError(f"expected trial:N with an integer N, got {how!r}", field="--pick") from None
 
 
-def _limits(max_flops: float | None, max_params: float | None) -> list[tuple[str, float, str]]:
+def _limits(max_flops: float | str | None, max_params: float | str | None) -> list[tuple[str, float, str]]:
     out = []
     for col, lim, flag in (("flops", max_flops, "--max-flops"), ("params", max_params, "--max-params")):
+        lim = parse_amount(lim, flag)
         if lim is not None:
             if not lim > 0:
                 raise RKSearchError(f"must be positive, got {lim:g}", field=flag)
@@ -80,7 +81,8 @@ def _limits(max_flops: float | None, max_params: float | None) -> list[tuple[str
     return out
 
 
-def pick(study: Study, how: str = "knee", *, max_flops: float | None = None, max_params: float | None = None) -> Pick:
+def pick(study: Study, how: str = "knee", *, max_flops: float | str | None = None,
+         max_params: float | str | None = None) -> Pick:
     """The trial ``how`` names: ``knee``, ``best-accuracy``, ``min-flops`` or ``trial:N``.
 
     ``max_flops`` / ``max_params`` bound the full spec's counts. Only COMPLETE searched trials are
@@ -96,18 +98,25 @@ def pick(study: Study, how: str = "knee", *, max_flops: float | None = None, max
     for col, lim, _ in limits:
         pool = pool[pool[col] <= lim]
     bound = " and ".join(f"{col} <= {lim:.4g}" for col, lim, _ in limits)
-    among = f"{len(pool)} of {len(done)} completed trials" + (f" with {bound}" if bound else "")
+    among = (f"{len(pool)} of {len(done)} completed trials with {bound}" if bound else
+             f"the {len(done)} completed trial{'s' * (len(done) != 1)}")
+    if len(done) == 0:
+        raise RKSearchError("no completed trial yet; wait for the search to complete some", source=study.path,
+                            field="--pick")
     if len(pool) == 0:
         flags = ", ".join(f for _, _, f in limits)
-        hint = f"; loosen {flags}" if flags else "; wait for the search to complete some trials"
-        raise RKSearchError(f"no feasible trial: {among}{hint}", source=study.path, field="--pick")
+        raise RKSearchError(f"no feasible trial: {among}; loosen {flags}", source=study.path, field="--pick")
     if how == "knee":
         f = front(study, candidates=pool)
         if f.knee is None:
             raise RKSearchError(f"no feasible trial measured {', '.join(study.objectives)}", source=study.path, field="--pick")
-        objs = "/".join(study.objectives)
-        reason = (f"knee of the {objs} front ({len(f.members)} members) of {among}: "
-                  "largest distance to the line joining the front's extremes, objectives normalised")
+        objs, n = "/".join(study.objectives), len(f.members)
+        if n < 3:  # every member is an extreme: no knee to find
+            reason = (f"the {objs} front of {among} has {n} member{'s' * (n > 1)}, too few for a knee: "
+                      f"its best {study.objectives[0]}")
+        else:
+            reason = (f"knee of the {objs} front ({n} members) of {among}: "
+                      "largest distance to the line joining the front's extremes, objectives normalised")
         return _make(study, f.knee, reason)
     key, other = ("accuracy", "flops") if how == "best-accuracy" else ("flops", "accuracy")
     pool = pool.dropna(subset=[key])

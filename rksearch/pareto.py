@@ -200,6 +200,14 @@ def _hv(frame: pd.DataFrame, objectives: Sequence[str], ref: dict[str, float]) -
     return hypervolume(_values(frame, objectives) * s, r * s, directions)
 
 
+def _given_reference(study: Study, objectives: Sequence[str], reference: dict[str, float]) -> dict[str, float]:
+    missing = [o for o in objectives if o not in reference]
+    if missing:
+        raise RKSearchError(f"no value for {', '.join(missing)}: give one per objective ({', '.join(objectives)})",
+                            source=study.source, field="reference")
+    return {o: reference[o] for o in objectives}
+
+
 def front(
     study: Study,
     objectives: Sequence[str] | str | None = None,
@@ -212,7 +220,7 @@ def front(
     directions = tuple(OBJECTIVES[o].direction for o in objectives)
     ref, derived = reference_point(study, objectives)
     if reference is not None:
-        ref, derived = {o: reference[o] for o in objectives}, ()
+        ref, derived = _given_reference(study, objectives, reference), ()
     pool = _measured(study, objectives) if candidates is None else candidates.dropna(subset=list(objectives))
     members = pool[pareto_mask(_values(pool, objectives), directions)] if len(pool) else pool
     first = OBJECTIVES[objectives[0]]
@@ -237,7 +245,7 @@ def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = N
     """
     objectives = parse_objectives(objectives) if objectives is not None else study.objectives
     directions = [OBJECTIVES[o].direction for o in objectives]
-    ref = reference or reference_point(study, objectives)[0]
+    ref = _given_reference(study, objectives, reference) if reference is not None else reference_point(study, objectives)[0]
     r = np.array([ref[o] for o in objectives]) * _scale(objectives)
     usable = ~np.isnan(r).any()
     done = set(_measured(study, objectives)["number"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import RKSearchError
+from .files import write_text
 from .pareto import Front, front, hypervolume_history
 from .plots import axis, hypervolume_figure, pareto_figure, unit
 from .study import OBJECTIVES, Study, load_study, parse_objectives
@@ -104,17 +104,6 @@ def _cell(v: float, col: str) -> str:
     if pd.isna(v):
         return "-"
     return f"{v * axis(col)[0]:.4g}"
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace ``path`` in one step, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RKSearchError(f"cannot write: {e.strerror or e}", source=path) from None
 
 
 def trials_csv(study: Study) -> str:

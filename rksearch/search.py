@@ -35,13 +35,14 @@ from ray.tune.stopper import Stopper
 from .baseline_trials import BASELINE, SearchedOnly, is_baseline, start_baseline_trial, trained_baselines
 from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
+from .files import write_text
 from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
 from .stopping import shielded, terminated
 from .spec import RKNetSpec
-from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_of
+from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_error, storage_of
 
 MAXIMIZE = {"accuracy", "throughput"}
 MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
@@ -85,7 +86,7 @@ def open_storage(url: str, *, source: str | Path | None = None, field: str | Non
             if any(r in str(e) for r in CREATION_RACES) and attempt < 4:
                 time.sleep(0.1 * (attempt + 1))  # another process created the schema at the same moment: it is there now
                 continue
-            text, missing = _first_line(e), getattr(e.__cause__, "name", None)
+            text, missing = storage_error(e), getattr(e.__cause__, "name", None)
             break
     if "DB access module" in text:
         scheme = url.split("://", 1)[0]
@@ -612,9 +613,7 @@ def record_storage(study_dir: Path, url: str) -> None:
     if url == default_storage(study_dir):
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(shown_url(url) + "\n")
-    tmp.replace(path)
+    write_text(path, shown_url(url) + "\n")
 
 
 def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
@@ -656,7 +655,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             optuna.copy_study(from_study_name=study_dir.name, from_storage=rdb, to_storage=rdb,
                               to_study_name=aside.name)
         except Exception as e:  # sqlalchemy and optuna raise many types
-            raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {_first_line(e)}; "
+            raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {storage_error(e)}; "
                                 "nothing was moved", source=study_dir, field="--fresh") from None
     if folder:
         study_dir.rename(aside)
@@ -665,7 +664,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             optuna.delete_study(study_name=study_dir.name, storage=rdb)
         except Exception as e:
             raise RKSearchError(f"the study was copied to {aside.name} but not deleted under its old name "
-                                f"({_first_line(e)}); delete it (optuna delete-study) and run again",
+                                f"({storage_error(e)}); delete it (optuna delete-study) and run again",
                                 source=study_dir, field="--fresh") from None
     return aside if folder else None
 
@@ -698,10 +697,6 @@ def _refuse_running(live: list[int], study_dir: Path) -> None:
     if live:
         raise RKSearchError(f"another rksearch run is training trials {live[:5]} of this study; let it finish or "
                             "stop it before starting over", source=study_dir, field="--fresh")
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | None,

@@ -8,15 +8,18 @@ flags; everything else travels beside the name.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RKSearchError, from_validation_error
+from .files import write_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -124,15 +127,15 @@ class RKNetSpec(_Frozen):
 
     def build(self) -> "nn.Module":
         """The PyTorch module (``build_model``); baseline specs offer the same method."""
-        from .models import build_model
+        from .models.rknet import RKNet
 
-        return build_model(self)
+        return RKNet(self)
 
     def count(self) -> "Counts":
         """Analytic params and FLOPs (:func:`rksearch.count.count`); baseline specs offer the same method."""
-        from .count import count
+        from .count import _rknet_count
 
-        return count(self)
+        return _rknet_count(self)
 
     # -- derived specs ---------------------------------------------------------------------
 
@@ -176,6 +179,9 @@ class RKNetSpec(_Frozen):
             raise RKSearchError(
                 f"expected a mapping with keys rknet, stem, ..., periods; got {type(data).__name__}", source=source
             )
+        if "baseline" in data:
+            raise RKSearchError("a baseline spec, not an RKNet spec: read it with rksearch.baselines.load_any_spec "
+                                "(create_model and rksearch train take the file as it is)", source=source, field="baseline")
         if "rknet" not in data and source is not None:
             raise RKSearchError("not an RKNet spec (no 'rknet: 1' key)", source=source, field="rknet")
         try:
@@ -254,10 +260,7 @@ def load_spec(path: str | Path) -> RKNetSpec:
 def save_spec(spec: "RKNetSpec | BaselineSpec", path: str | Path, header: str = "") -> None:
     """Write atomically, so an interrupted write never leaves half a spec behind."""
     p = Path(path)
-    text = spec.to_json(indent=2) + "\n" if p.suffix == ".json" else spec.to_yaml(header)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    write_text(p, spec.to_json(indent=2) + "\n" if p.suffix == ".json" else spec.to_yaml(header))
 
 
 # -- the name grammar ------------------------------------------------------------------------
@@ -266,12 +269,19 @@ _NAME = re.compile(r"^(?P<prefix>ERKNet|IRKNet|RKNet)-(?P<body>[^-]+)(?:-(?P<fla
 _TERM = re.compile(r"^(?P<method>[EI]?)(?P<s>\d+)[xX×](?P<r>\d+)$")
 
 
+def _whole(value: Any, what: str) -> int:
+    """An integer, also from numpy or an integral float (what a study's DataFrame hands back)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and float(value).is_integer():
+        return int(value)
+    raise RKSearchError(f"expected a whole number, or one per period; got {value!r}", field=what)
+
+
 def _per_period(value: int | Sequence[int], n: int, what: str) -> list[int]:
-    if isinstance(value, int):
-        return [value] * n
-    values = list(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        return [_whole(value, what)] * n
+    values = [_whole(v, what) for v in value]
     if len(values) != n:
-        raise RKSearchError(f"got {len(values)} values for {n} periods", field=what)
+        raise RKSearchError(f"got {len(values)} value{'s' * (len(values) != 1)} for {n} periods", field=what)
     return values
 
 
@@ -318,6 +328,13 @@ def parse_name(
     unknown = set(flags) - {"A", "B"}
     if unknown or len(set(flags)) != len(flags):
         raise RKSearchError(f"suffix -{flags} in {name!r}: allowed letters are A (attention) and B (bottleneck)", field="name")
+    if "periods" in fields:
+        raise RKSearchError(f"the name {name!r} gives the periods; build a spec of other periods with "
+                            "RKNetSpec.from_dict", field="periods")
+    for flag, key in (("A", "attention"), ("B", "bottleneck")):
+        if key in fields and bool(fields[key]) != (flag in flags):
+            raise RKSearchError(f"{key}={fields[key]!r} contradicts the name {name!r}, which says it "
+                                "(suffix -A: attention, -B: bottleneck)", field=key)
     data = {"attention": "A" in flags, "bottleneck": "B" in flags, **fields, "periods": periods}
     return RKNetSpec.from_dict(data)
 
@@ -326,17 +343,22 @@ def resolve_spec(name_or_path: str | Path, **kwargs: Any) -> RKNetSpec:
     """A spec from a file path (``.yaml``/``.yml``/``.json``) or from a name plus keyword fields."""
     s = str(name_or_path)
     if s.endswith((".yaml", ".yml", ".json")) or Path(s).is_file():
-        spec = load_spec(s)
-        overrides = {k: v for k, v in kwargs.items() if k not in ("growth_rate", "m") and v is not None}
-        if kwargs.get("growth_rate") is not None or kwargs.get("m") is not None:
-            periods = [p.model_dump() for p in spec.periods]
-            ks = _per_period(kwargs["growth_rate"], len(periods), "growth_rate") if kwargs.get("growth_rate") else None
-            ms = _per_period(kwargs["m"], len(periods), "m") if kwargs.get("m") else None
-            for i, p in enumerate(periods):
-                if ks:
-                    p["growth_rate"] = ks[i]
-                if ms and p["method"] == "erk":
-                    p["m"] = ms[i]
-            overrides["periods"] = periods
-        return spec.replace(**overrides) if overrides else spec
+        return with_fields(load_spec(s), **kwargs)
     return parse_name(s, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def with_fields(spec: RKNetSpec, **kwargs: Any) -> RKNetSpec:
+    """``spec`` with fields changed (``None``: unchanged): top-level ones, and ``growth_rate`` /
+    ``m`` as one value for every period or one per period (m applies to ERK periods only)."""
+    overrides = {k: v for k, v in kwargs.items() if k not in ("growth_rate", "m") and v is not None}
+    if kwargs.get("growth_rate") is not None or kwargs.get("m") is not None:
+        periods = [p.model_dump() for p in spec.periods]
+        ks = _per_period(kwargs["growth_rate"], len(periods), "growth_rate") if kwargs.get("growth_rate") is not None else None
+        ms = _per_period(kwargs["m"], len(periods), "m") if kwargs.get("m") is not None else None
+        for i, p in enumerate(periods):
+            if ks:
+                p["growth_rate"] = ks[i]
+            if ms and p["method"] == "erk":
+                p["m"] = ms[i]
+        overrides["periods"] = periods
+    return spec.replace(**overrides) if overrides else spec

@@ -1,8 +1,8 @@
 """A search's study folder read back as a table: one row per trial, per-period choices spelled out.
 
 ``studies/<name>/optuna.db`` is written by ``rksearch run`` (SQLite in WAL mode, Optuna study
-``<name>``). Everything here reads it through a read-only connection, so looking at a study
-never changes it and never blocks the search that is writing it.
+``<name>``), or the storage it names. Everything here only reads (Optuna's tables are never
+created or changed; WAL readers never block the search that is writing).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class Study:
 
     def __post_init__(self) -> None:
         if not self.url:
-            self.url = readonly_url(self.path / DB_NAME)
+            self.url = reader_url(self.path / DB_NAME)
         self.source = self.source or str(self.db)
 
     @property
@@ -170,7 +170,7 @@ def _check_db(db: Path) -> list[str]:
         raise RKSearchError(f"corrupt SQLite database: {e}", source=db) from None
 
 
-def readonly_url(db: Path) -> str:
+def reader_url(db: Path) -> str:
     """SQLAlchemy URL for reading ``db`` beside a running search.
 
     Not SQLite's ``mode=ro``: a read-only connection cannot rebuild the WAL index a killed
@@ -188,8 +188,8 @@ def _load_optuna(url: str, name: str, source: str | Path):
     connect = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=connect, skip_table_creation=True)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
-        raise RKSearchError(f"cannot open the storage: {str(e).splitlines()[0]}", source=source) from None
+    except Exception as e:  # sqlalchemy and the drivers raise many types; all mean an unusable storage
+        raise RKSearchError(f"cannot open the storage: {storage_error(e)}", source=source) from None
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         return study, study.get_trials(deepcopy=False)
@@ -197,9 +197,18 @@ def _load_optuna(url: str, name: str, source: str | Path):
         held = ", ".join(repr(s.study_name) for s in storage.get_all_studies()) or "no study"
         raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)",
                             source=source) from None
-    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as e:
-        msg = str(e).splitlines()[0]
-        raise RKSearchError(f"cannot read the Optuna study {name!r}: {msg}", source=source) from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as e:
+        raise RKSearchError(f"cannot read the Optuna study {name!r}: {storage_error(e)}", source=source) from None
+
+
+def storage_error(e: BaseException) -> str:
+    """What went wrong with a storage, in one line: Optuna wraps a database's own error in a
+    generic "exception during the commit", so the database's words are its cause's."""
+    import optuna
+
+    if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
+        e = e.__cause__
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def shown_url(url: str) -> str:
@@ -270,7 +279,7 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
         if name not in names:
             held = ", ".join(repr(n) for n in names) or "no study"
             raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
-        url, source = readonly_url(db), db
+        url, source = reader_url(db), db
         opened = source
     ostudy, trials = _load_optuna(url, name, opened)
     attrs = ostudy.user_attrs
@@ -419,12 +428,15 @@ def _columns(rows: list[dict[str, Any]], objectives: Sequence[str]) -> list[str]
     return list(seen)
 
 
-def choice_effects(study: Study, metrics: Sequence[str] = ("accuracy", "flops")) -> pd.DataFrame:
+def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "flops")) -> pd.DataFrame:
     """Mean of each metric over completed trials, grouped by every per-period and global choice.
 
     Long format, one row per (choice, value): ``choice`` (``p0_stages``, ``bottleneck``...),
     ``value``, ``trials`` and one ``mean_<metric>`` column per metric.
     """
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    for m in metrics:
+        objective(m, field="metrics")
     done = study.completed
     choices = [c for c in done.columns if c.split("_", 1)[-1] in PERIOD_FIELDS and c[0] == "p" and c[1].isdigit()]
     choices += [c for c in GLOBAL_FIELDS if c in done and done[c].nunique(dropna=True) > 1]

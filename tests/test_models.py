@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from rksearch import build_model, create_model, parse_name
+from rksearch import RKSearchError, build_model, count, create_model, load_spec, parse_name, save_spec
+from rksearch.baselines import baseline_spec
 from rksearch.models.layers import init_weights
 from rksearch.models.steps import ERKStep, IRKStep
 
@@ -149,6 +150,25 @@ def test_create_model() -> None:
     assert create_model(m.spec) is not m
     r = create_model("resnet18")
     assert r(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert create_model(m.spec, num_classes=5)(torch.randn(1, 3, 8, 8)).shape == (1, 5)  # fields apply to a spec too
+    assert [p.growth_rate for p in create_model(m.spec, growth_rate=[4, 8]).spec.periods] == [4, 8]
+    with pytest.raises(RKSearchError, match="resnet18 takes num_classes and in_channels only"):
+        create_model("resnet18", growth_rate=36)
+
+
+def test_the_api_takes_baselines(tmp_path) -> None:
+    """What the CLI trains by name or file, the Python API builds and counts."""
+    spec = baseline_spec("densenet-bc-100")
+    model = build_model(spec)
+    assert count(spec).params == sum(p.numel() for p in model.parameters()) == spec.count().params
+    assert type(create_model("densenet-bc-100")) is type(model) is type(create_model(spec))
+    assert create_model("densenet-bc-100", num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    save_spec(baseline_spec("cliquenet-t12-k36"), tmp_path / "base.yaml")
+    assert create_model(tmp_path / "base.yaml").__class__.__name__ == "CliqueNet"
+    with pytest.raises(RKSearchError, match="a baseline spec, not an RKNet spec: read it with rksearch.baselines.load_any_spec"):
+        load_spec(tmp_path / "base.yaml")
+    with pytest.raises(RKSearchError, match="applies to RKNets only"):
+        create_model("densenet-bc-100", m=2)
 
 
 def test_export_and_compile_friendly() -> None:

@@ -23,7 +23,7 @@ from rksearch.export import pick
 from rksearch.pareto import front, hypervolume, hypervolume_history, knee_index, pareto_mask
 from rksearch.pareto_report import write_report
 from rksearch.plots import pareto_figure
-from rksearch.study import load_study
+from rksearch.study import choice_effects, load_study
 
 MAXMIN = ("maximize", "minimize")
 
@@ -285,6 +285,34 @@ def test_pick_errors(studies, how, kw, needle) -> None:
         pick(load_study(studies / "demo"), how, **kw)
 
 
+def test_analysis_arguments_as_a_notebook_gives_them(studies) -> None:
+    s = load_study(studies / "demo")
+    limit = float(s.completed["flops"].median())
+    assert pick(s, "best-accuracy", max_flops=f"{limit / 1e6}M").number == pick(s, "best-accuracy", max_flops=limit).number
+    assert choice_effects(s, "accuracy").equals(choice_effects(s, ["accuracy"]))
+    with pytest.raises(RKSearchError, match="metrics: unknown objective 'bogus'"):
+        choice_effects(s, ["accuracy", "bogus"])
+    with pytest.raises(RKSearchError, match=r"reference: no value for flops: give one per objective \(accuracy, flops\)"):
+        front(s, reference={"accuracy": 0.0})
+    with pytest.raises(RKSearchError, match="reference: no value for flops"):
+        hypervolume_history(s, reference={"accuracy": 0.0})
+
+
+def test_a_front_too_small_for_a_knee(studies) -> None:
+    """Every member of a front of two is an extreme: the pick says it took the best accuracy."""
+    s = load_study(studies / "demo")
+    done = s.completed.sort_values("flops")
+    for limit in done["flops"]:
+        members = front(s, candidates=done[done["flops"] <= limit]).members
+        if len(members) == 2:
+            break
+    else:
+        pytest.fail("no FLOPs bound leaves a front of two")
+    chosen = pick(s, "knee", max_flops=float(limit))
+    assert chosen.number == int(members.loc[members["accuracy"].idxmax(), "number"])
+    assert "front of" in chosen.reason and "has 2 members, too few for a knee: its best accuracy" in chosen.reason
+
+
 def test_pick_failed_trial(studies) -> None:
     s = load_study(studies / "demo")
     failed = int(s.trials.loc[s.trials["state"] == "FAIL", "number"].iloc[0])
@@ -397,7 +425,7 @@ def test_export_describe_round_trip(studies, rk, tmp_path) -> None:
 def test_export_json_and_picks(studies, rk, tmp_path) -> None:
     code, out, err = rk("export", studies / "known", "--pick", "best-accuracy", "-o", tmp_path / "b.json")
     assert code == 0, err
-    assert "proxy accuracy 0.9000" in out and "highest accuracy of 5 of 5 completed trials" in out
+    assert "proxy accuracy 0.9000" in out and "highest accuracy of the 5 completed trials" in out
     assert RKNetSpec.from_json((tmp_path / "b.json").read_text())
     code, out, _ = rk("export", studies / "known", "--pick", "min-flops", "--max-params", "100M", "-o", tmp_path / "c.yaml")
     assert code == 0 and "fewest FLOPs" in out and "0.1000 GFLOPs" in out

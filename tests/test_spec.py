@@ -1,6 +1,9 @@
 """The spec: validation rules, the name grammar, YAML/JSON round trips."""
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,6 +65,28 @@ def test_name_fields() -> None:
         ("erk", 3, 2, 12, 2), ("irk", 4, 1, 24, 1), ("erk", 2, 5, 36, 2)]
     assert spec.attention and spec.bottleneck
     assert [p.width for p in spec.periods] == [24, 24, 72]
+
+
+def test_name_fields_from_a_study_table() -> None:
+    """A study's DataFrame hands back numpy integers and, where some trials lack a column, floats."""
+    spec = parse_name("ERKNet-2x1_2x1", growth_rate=[np.int64(4), 6.0], m=np.float64(2))
+    assert [(p.growth_rate, p.m) for p in spec.periods] == [(4, 2), (6, 2)]
+    assert type(spec.periods[0].growth_rate) is int
+
+
+@pytest.mark.parametrize("fields, field, needle", [
+    ({"growth_rate": "36"}, "growth_rate", "expected a whole number, or one per period; got '36'"),
+    ({"growth_rate": 36.5}, "growth_rate", "got 36.5"),
+    ({"growth_rate": True}, "growth_rate", "got True"),
+    ({"m": [1]}, "m", "got 1 value for 2 periods"),
+    ({"attention": True}, "attention", "contradicts the name 'ERKNet-2x1_2x1-B'"),
+    ({"bottleneck": False}, "bottleneck", "contradicts the name"),
+    ({"periods": []}, "periods", "the name 'ERKNet-2x1_2x1-B' gives the periods"),
+])
+def test_name_fields_that_do_not_fit(fields: dict, field: str, needle: str) -> None:
+    with pytest.raises(RKSearchError, match=re.escape(needle)) as e:
+        parse_name("ERKNet-2x1_2x1-B", **fields)
+    assert e.value.field == field
 
 
 @pytest.mark.parametrize("name, needle", [
@@ -135,6 +160,9 @@ def test_files(tmp_path) -> None:
     text = (tmp_path / "s.yaml").read_text()
     assert text.startswith("# from a test\nrknet: 1\n")
     assert "  - {method: irk, stages: 3, steps: 1, growth_rate: 36, m: 1}" in text
+    with pytest.raises(RKSearchError, match="missing/s.yaml: cannot write: No such file or directory"):
+        save_spec(spec, tmp_path / "missing" / "s.yaml")
+    assert not (tmp_path / "missing").exists()
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -27,7 +27,8 @@ def pareto(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
-    from ..pareto_report import ParetoReport, write_text
+    from ..files import write_text
+    from ..pareto_report import ParetoReport
     from ..study import load_study
 
     if html is not None:

@@ -1,0 +1,18 @@
+"""Files written in one step: a reader (or a run interrupted mid-write) never sees half of one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import RKSearchError
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path``, then rename it over ``path``; an OSError is a user error
+    naming ``path`` (a missing or read-only folder), with nothing left behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RKSearchError(f"cannot write: {e.strerror or e}", source=path) from None
