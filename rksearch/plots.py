@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from .errors import RKSearchError
 from .paper import PAPER_POINTS
 from .pareto import Front, front, hypervolume_history
-from .study import OBJECTIVES, Study, choice_effects, parse_objectives
+from .study import OBJECTIVES, Study, choice_effects, choice_values, parse_objectives
 
 FADED = "rgba(120, 120, 120, 0.35)"
 FRONT = "#d62728"
@@ -181,7 +181,7 @@ def choice_effects_figure(study: Study, metric: str = "accuracy") -> go.Figure:
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=choices)
     mult, label = axis(metric)
     for i, c in enumerate(choices):
-        x = done[c].map(lambda v: str(v) if isinstance(v, (bool, np.bool_)) else v)
+        x = choice_values(done, c).map(lambda v: str(v) if isinstance(v, (bool, np.bool_)) else v)
         fig.add_trace(go.Box(x=x, y=done[metric] * mult, boxmean=True, boxpoints="all", jitter=0.3, pointpos=0,
                              marker=dict(size=4, color=PALETTE[1]), line=dict(width=1), showlegend=False,
                              customdata=_custom(done, (metric,)), hovertemplate=HOVER, name=c),

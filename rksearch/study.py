@@ -428,6 +428,17 @@ def _columns(rows: list[dict[str, Any]], objectives: Sequence[str]) -> list[str]
     return list(seen)
 
 
+def choice_values(trials: pd.DataFrame, choice: str) -> pd.Series:
+    """Column ``choice`` of ``trials`` as the choice it was: an IRK period's m (always 1, never
+    chosen) missing, and whole numbers that trials without the period made floats whole again."""
+    values = trials[choice]
+    if choice.endswith("_m") and choice[:-1] + "method" in trials:
+        values = values.where(trials[choice[:-1] + "method"] == "erk")
+    if values.dtype.kind == "f" and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values
+
+
 def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "flops")) -> pd.DataFrame:
     """Mean of each metric over completed trials, grouped by every per-period and global choice.
 
@@ -442,7 +453,7 @@ def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "fl
     choices += [c for c in GLOBAL_FIELDS if c in done and done[c].nunique(dropna=True) > 1]
     parts = []
     for c in choices:
-        g = done.groupby(c, dropna=True)[list(metrics)].agg(["mean", "count"])
+        g = done[list(metrics)].groupby(choice_values(done, c), dropna=True).agg(["mean", "count"])
         part = pd.DataFrame({"choice": c, "value": g.index.astype(str), "trials": g[(metrics[0], "count")].to_numpy()})
         for m in metrics:
             part[f"mean_{m}"] = g[(m, "mean")].to_numpy()

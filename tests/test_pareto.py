@@ -290,6 +290,11 @@ def test_analysis_arguments_as_a_notebook_gives_them(studies) -> None:
     limit = float(s.completed["flops"].median())
     assert pick(s, "best-accuracy", max_flops=f"{limit / 1e6}M").number == pick(s, "best-accuracy", max_flops=limit).number
     assert choice_effects(s, "accuracy").equals(choice_effects(s, ["accuracy"]))
+    effects = choice_effects(s, "accuracy")
+    for i in range(3):  # an IRK period's m is no choice: only ERK periods count for p{i}_m
+        erk = int((s.completed[f"p{i}_method"] == "erk").sum())
+        assert effects.loc[effects["choice"] == f"p{i}_m", "trials"].sum() == erk
+    assert not effects["value"].str.endswith(".0").any()
     with pytest.raises(RKSearchError, match="metrics: unknown objective 'bogus'"):
         choice_effects(s, ["accuracy", "bogus"])
     with pytest.raises(RKSearchError, match=r"reference: no value for flops: give one per objective \(accuracy, flops\)"):
