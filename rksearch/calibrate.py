@@ -127,6 +127,8 @@ class Calibration:
     recommended: Optional[str]
     warnings: list[str] = field(default_factory=list)
     wrote: Optional[Path] = None
+    runs: int = 0  # runs the report rests on (specs x budgets x seeds)
+    reused: int = 0  # of those, finished by an earlier calibration in the folder, not trained again
 
     def budget(self, label: str) -> BudgetFidelity:
         return next(b for b in self.budgets if b.budget == label)
@@ -137,7 +139,7 @@ class Calibration:
             "seeds": self.seeds, "threshold": self.threshold, "top_k": self.top_k, "reference": self.reference,
             "budgets": [as_dict(b) for b in self.budgets], "scores": [as_dict(s) for s in self.scores],
             "recommended": self.recommended, "warnings": self.warnings,
-            "wrote": str(self.wrote) if self.wrote else None,
+            "wrote": str(self.wrote) if self.wrote else None, "runs": self.runs, "reused": self.reused,
         })
 
 
@@ -447,6 +449,7 @@ def calibrate(
     seed_list = [space.proxy.seed + s for s in range(seeds)]
     result = _assess(space, study, jobs, specs, budgets, seed_list, [s.values for s in scored],
                      [s.seconds for s in scored], threshold, k, study_dir)
+    result.runs, result.reused = len(jobs), len(jobs) - len(pending)
     title = f"{space.name}: rank fidelity of proxy budgets against {result.reference} epochs ({len(result.specs)} specs)"
     write_text(study_dir / FIGURE, fidelity_figure(result.budgets, result.scores, threshold, title)
                .to_html(include_plotlyjs="cdn"))

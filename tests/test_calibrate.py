@@ -163,6 +163,7 @@ def test_calibrate_end_to_end(tmp_path: Path):
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
     assert len(report["specs"]) == 3 and len(report["dropped"]) == 1  # the spec of the failed run is left out
+    assert (report["runs"], report["reused"]) == (16, 0)
 
     study_dir = tmp_path / "studies" / "cal-calibrate"
     study = optuna.load_study(study_name="cal-calibrate", storage=f"sqlite:///{study_dir / 'optuna.db'}")
@@ -174,6 +175,7 @@ def test_calibrate_end_to_end(tmp_path: Path):
     r = _calibrate(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
+    assert (report["runs"], report["reused"]) == (16, 15)
     study = optuna.load_study(study_name="cal-calibrate", storage=f"sqlite:///{study_dir / 'optuna.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(study.trials) == 17 and len(complete) == 16 and report["dropped"] == []

@@ -78,6 +78,9 @@ def calibrate(
             out.print(f"[yellow]warning:[/] {w}")
         if result.dropped:
             out.print(f"left out (a run failed): {', '.join(result.dropped)}")
+        if result.reused:
+            out.print(f"reused {result.reused} of {result.runs} runs finished by an earlier calibration in "
+                      f"{result.study_dir}/ (--fresh trains them all again)")
         if result.recommended:
             out.print(f"recommended proxy budget: [bold]{result.recommended}[/] epochs (the cheapest with tau >= "
                       f"{result.threshold:g})")
