@@ -99,11 +99,14 @@ def knee_index(values: np.ndarray | Sequence, directions: Sequence[str]) -> int:
     extremes are (0, 1) and (1, 0) and the plane is the line joining them; the knee is the point
     that bulges farthest towards the ideal corner, i.e. where trading one objective for the other
     stops paying off. When the extremes do not span a plane (fewer distinct points than
-    objectives) the plane x1 + ... + xd = 1 is used. Ties go to the better first objective.
+    objectives) the plane x1 + ... + xd = 1 is used. Ties, and fronts of one or two points, go to
+    the better first objective.
     """
     v = minimization(values, directions)
     if len(v) == 0:
         raise ValueError("empty front")
+    if len(v) < 3:  # every member is an extreme: no knee, the better first objective
+        return int(np.argmin(v[:, 0]))
     lo, hi = v.min(axis=0), v.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     x = (v - lo) / span

@@ -13,7 +13,6 @@ import datetime
 import math
 import os
 import random
-import shutil
 import signal
 import socket
 import tempfile
@@ -513,6 +512,18 @@ def check_has_candidates(space: SearchSpace) -> None:
         )
 
 
+def check_grid(space: SearchSpace, wanted: int, *, field: str) -> None:
+    """A grid search trains each feasible spec once: refuse a trial count it can never reach
+    (it would propose duplicates until it gave up)."""
+    if space.search.sampler != "grid":
+        return
+    specs = (space.spec_from_params(p) for p in space.enumerate_params())
+    feasible = sum(all(v <= 0 for v in space.violations(s)) for s in specs)
+    if wanted > feasible:
+        raise RKSearchError(f"{wanted} trials, but the grid holds {feasible} feasible specs and trains each once; "
+                            f"ask for at most {feasible}", source=space.source, field=field)
+
+
 def check_dataset(space: SearchSpace) -> None:
     """Load (and so cache, decoded) the proxy's dataset once, before any trial needs it; and
     check what every trial would fail on alike: the proxy's split sizes and the network's fixed
@@ -641,7 +652,7 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             except Exception:  # a broken database is what --fresh moves aside
                 live = []
             _refuse_running(live, study_dir)
-        study_dir.rename(aside)
+        _rename(study_dir, aside)
         return aside
     rdb = open_storage(external, **given)
     names = {s.study_name for s in rdb.get_all_studies()}
@@ -658,7 +669,12 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {storage_error(e)}; "
                                 "nothing was moved", source=study_dir, field="--fresh") from None
     if folder:
-        study_dir.rename(aside)
+        try:
+            _rename(study_dir, aside)
+        except RKSearchError:
+            if moving:  # leave the storage as it was, too
+                optuna.delete_study(study_name=aside.name, storage=rdb)
+            raise
     if moving:
         try:
             optuna.delete_study(study_name=study_dir.name, storage=rdb)
@@ -667,6 +683,14 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
                                 f"({storage_error(e)}); delete it (optuna delete-study) and run again",
                                 source=study_dir, field="--fresh") from None
     return aside if folder else None
+
+
+def _rename(study_dir: Path, aside: Path) -> None:
+    try:
+        study_dir.rename(aside)
+    except OSError as e:
+        raise RKSearchError(f"cannot move the study aside to {aside.name}: {e.strerror}; nothing was moved",
+                            source=study_dir, field="--fresh") from None
 
 
 def _recorded_storage(study_dir: Path, url: str) -> str | None:
@@ -709,9 +733,7 @@ def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | Non
     except OSError as e:
         raise RKSearchError(f"cannot create the study folder: {e.strerror}", source=study_dir, field="--out") from None
     if space.source is not None:
-        tmp = study_dir / "space.yaml.tmp"
-        shutil.copyfile(space.source, tmp)
-        tmp.replace(study_dir / "space.yaml")
+        write_text(study_dir / "space.yaml", space.source.read_text())
     return study_dir, aside
 
 
@@ -776,11 +798,14 @@ def run_search(
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
+    bounded_by = {"source": None, "field": "--max-failures"} if max_failures is not None else \
+        {"source": space.source, "field": "search.max_failures"}
     max_failures, bound = failure_bound(max_failures if max_failures is not None else space.search.max_failures,
                                         wanted)
     given = {"source": None, "field": "--storage"} if storage else {"source": space.source, "field": "storage"}
     storage = storage or space.storage
     check_has_candidates(space)
+    check_grid(space, wanted, field="--trials" if trials is not None else "search.trials")
     check_dataset(space)
     study_dir = Path(out) / space.name
     url = absolute_url(storage) if storage else default_storage(study_dir)
@@ -820,7 +845,7 @@ def run_search(
                 grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
                 reduction_factor=space.search.scheduler.reduction_factor,
             )
-        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _interrupted(study, study_dir, url):
+        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(study, study_dir, url):
             while done < wanted or searcher.pending_baselines:
                 if searcher.tally.failed > max_failures:
                     break
@@ -846,32 +871,42 @@ def run_search(
     result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
                           count_done(study), report, aside)
     if searcher.tally.failed > max_failures:
-        raise SearchAborted(
-            f"stopped after {searcher.tally.failed} failed trials ({bound}); last: "
-            f"{searcher.tally.reasons[-1]}", source=space.source, field="search.max_failures",
-        )
+        n = searcher.tally.failed
+        raise SearchAborted(f"stopped after {n} failed trial{'s' * (n != 1)} ({bound}); last: "
+                            f"{searcher.tally.reasons[-1]}", **bounded_by)
     return result
 
 
 @contextmanager
-def _interrupted(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM: this driver's running trials end FAIL, the outputs are written, and
-    the interrupt goes on to the caller (exit status 130 or 143), so ``run && export`` stops."""
+def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
+    """However the search ends, no trial of this driver stays RUNNING. On Ctrl-C or SIGTERM its
+    running trials end FAIL, the outputs are written, and the interrupt goes on to the caller
+    (exit status 130 or 143), so ``run && export`` stops; on a stop (too many failures, an
+    exhausted space) the trials Tune left unfinished end FAIL too."""
     started = datetime.datetime.now()  # Optuna's clock for datetime_start
+    me = driver_id()
+
+    def fail_running(why: str, *, unclaimed: bool) -> None:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            # unclaimed: a trial without a driver was created and interrupted before it had any attrs
+            if t.user_attrs.get("driver", me if unclaimed else None) == me and t.datetime_start >= started:
+                _fail(study, t, why)
+
     try:
         yield
     except KeyboardInterrupt as e:
-        me = driver_id()
-        why = "the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted"
         with shielded():
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                # a trial without a driver was created and interrupted before it had any attrs
-                if t.user_attrs.get("driver", me) == me and (t.datetime_start or started) >= started:
-                    _fail(study, t, why)
+            fail_running("the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted",
+                         unclaimed=True)
             try:
                 write_outputs(study_dir, url)
             finally:
                 raise
+    except SearchAborted as e:
+        fail_running(f"the search stopped: {e.message}", unclaimed=False)
+        write_outputs(study_dir, url)
+        raise
+    fail_running("the search stopped before the trial finished", unclaimed=False)
 
 
 class _SearchedASHA(ASHAScheduler):

@@ -36,6 +36,10 @@ def files(tmp: Path) -> dict[str, Path]:
         "unknown_dataset.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: mnist"),
         "val_too_big.yaml": GOOD_SPACE.replace("dataset: demo", "dataset: demo\n  val_size: 100000"),
         "wrong_size.yaml": GOOD_SPACE.replace("input_size: 32", "input_size: 64"),
+        "small_grid.yaml": GOOD_SPACE.replace("sampler: tpe", "sampler: grid").replace("count: [2, 3]", "count: 2")
+        .replace("stages: {min: 2, max: 4}", "stages: 2").replace("m: [1, 2]", "m: 1").replace(
+            "method: [erk, irk]", "method: erk").replace("bottleneck: [false, true]", "bottleneck: false"),
+        "markup[v2].yaml": GOOD_SPACE.replace("objectives: [accuracy, flops]", "objectives: []"),
     }
     out = {}
     for name, text in made.items():
@@ -80,6 +84,9 @@ CASES = [
     ("run", None, ["{tmp}/not_a_spec.yaml", "--address", "127.0.0.1:1"], "--address: cannot reach a Ray cluster at 127.0"),
     ("run", "wrong_size.yaml", [], "network.input_size: is 64 but demo images are 32x32"),
     ("run", "many_gpus.yaml", [], "search.resources.gpu: each trial asks for 1 CPU and 64 GPU"),
+    ("run", "small_grid.yaml", [], "search.trials: 12 trials, but the grid holds 3 feasible specs and trains each once"),
+    ("run", "small_grid.yaml", ["--trials", "5"], "--trials: 5 trials, but the grid holds 3"),
+    ("space", "markup[v2].yaml", [], "markup[v2].yaml: objectives: expected a list such as [accuracy, flops]"),
     ("train", "malformed.yaml", ["--dataset", "demo"], "malformed YAML"),
     ("train", "not_a_spec.yaml", ["--dataset", "demo"], "not an RKNet spec"),
     ("train", "spec_wrong_type.yaml", ["--dataset", "demo"], "periods.0.stages"),

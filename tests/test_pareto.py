@@ -107,6 +107,8 @@ def test_knee_on_a_known_front() -> None:
     pts = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.2, 0.2, 0.2), (0.5, 0.4, 0.4)]
     assert knee_index(pts, ("minimize",) * 3) == 3
     assert knee_index([(0.7, 3.0)], MAXMIN) == 0
+    # two points of three objectives: both extremes, no knee; the better accuracy (found by QA)
+    assert knee_index([(0.084, 2e6, 1.0), (0.104, 3e6, 2.0)], ("maximize", "minimize", "minimize")) == 1
 
 
 # -- studies ---------------------------------------------------------------------------------
@@ -532,6 +534,27 @@ def test_fresh_sets_a_study_aside_in_its_own_storage(study, tmp_path) -> None:
     [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("demo.")]
     assert not study.exists() and optuna.get_all_study_names(url) == [aside.name]
     assert len(load_study(aside).trials) == trials
+
+
+def test_fresh_on_a_folder_that_cannot_move_moves_nothing(study, tmp_path, monkeypatch) -> None:
+    """A read-only --out: one error naming --fresh, and the study stays where it was, in its
+    folder and in its storage (the copy made aside there is deleted again)."""
+    import errno
+
+    import optuna
+
+    from rksearch.search import record_storage, set_aside
+
+    url = _moved(study, tmp_path)
+    record_storage(study, url)
+
+    def read_only(self, target):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "rename", read_only)
+    with pytest.raises(RKSearchError, match="--fresh: cannot move the study aside to demo.* Read-only file system"):
+        set_aside(study, url)
+    assert study.is_dir() and optuna.get_all_study_names(url) == ["demo"]
 
 
 def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> None:

@@ -172,8 +172,11 @@ def test_failing_trials_are_recorded_and_bounded(tmp_path: Path) -> None:
     r = rksearch("run", str(space), "--out", str(tmp_path / "bounded"), "--max-failures", "1",
                  env={"RKSEARCH_INJECT_FAULTS": "raise@0,raise@1,raise@2,raise@3,raise@4,raise@5"})
     assert r.returncode == 1
-    assert "max_failures" in r.stderr and "injected failure" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert "error: --max-failures: stopped after 2 failed trials (max_failures 1)" in r.stderr, r.stderr[-3000:]
+    assert "injected failure" in r.stderr and "Traceback" not in r.stderr
+    bounded = load(tmp_path / "bounded" / "faulty")  # the stop leaves no trial RUNNING, and its outputs
+    assert not [t.number for t in bounded.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert (tmp_path / "bounded" / "faulty" / "trials.csv").is_file()
 
 
 def test_a_search_whose_every_trial_fails_still_ends() -> None:

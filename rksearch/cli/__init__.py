@@ -12,6 +12,7 @@ import threading
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ._app import app, err, out
 from . import describe, run  # noqa: F401  (registers commands)
@@ -68,15 +69,15 @@ def _main(argv: Optional[list[str]], sigterm: OnSigterm) -> None:
             out.print(e.ctx.get_help(), highlight=False)
             sys.exit(e.exit_code)
         hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        err.print(f"[bold red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(e.format_message() + hint)}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except ClickException as e:
-        err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(e.format_message())}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except typer.Abort:
         _stopped(sigterm.received)
     except RKSearchError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         _stopped(sigterm.received)

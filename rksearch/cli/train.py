@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ._app import app, as_option, err, out
 
@@ -78,7 +79,7 @@ def train(
             result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
                                 on_epoch=progress.epoch_done, on_step=progress.step, on_resume=progress.resumed)
     except TrainingDiverged as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     acc = result.test_accuracy or 0.0
     out.print(f"{spec.name} on {splits.dataset.name}: test accuracy {acc:.2%} "
@@ -102,11 +103,13 @@ class _Progress:
         self.epoch, self.folder = 1, folder
 
     def __enter__(self) -> "_Progress":
-        self.bar.start()
+        if err.is_terminal:  # a log gets the epoch lines only: stopping the bar there wrote an empty line
+            self.bar.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bar.stop()
+        if err.is_terminal:
+            self.bar.stop()
 
     def step(self, step: int, steps: int) -> None:
         self.bar.update(self.task, completed=step, total=steps, epoch=self.epoch)
