@@ -166,6 +166,12 @@ def _check_options(space: SearchSpace, sample: int, seeds: int, threshold: float
             raise fail("--write-space", f"{write_space} is the input space: write the calibrated copy elsewhere")
         if write_space.is_dir() or not write_space.parent.is_dir():
             raise fail("--write-space", f"{write_space} must be a file in an existing folder")
+        probe = write_space.with_name(write_space.name + ".tmp")  # before the training, not after it
+        try:
+            probe.touch()
+            probe.unlink()
+        except OSError as e:
+            raise fail("--write-space", f"cannot write {write_space}: {e.strerror}") from None
     return k
 
 
@@ -386,6 +392,7 @@ def write_calibrated_space(space: SearchSpace, job: Job, calibration: Calibratio
     if job.budget.fraction < 1:
         proxy["train_subset"] = job.proxy.train_subset
     data["proxy"] = proxy
+    data["name"] = f"{space.name}-calibrated"  # its own study: the space's own holds trials of another proxy
     scheduler = (data.get("search") or {}).get("scheduler")
     if isinstance(scheduler, dict) and scheduler.get("grace_epochs", 1) > job.budget.epochs:
         data["search"] = {**data["search"], "scheduler": {**scheduler, "grace_epochs": job.budget.epochs}}

@@ -276,6 +276,16 @@ def _whole(value: Any, what: str) -> int:
     raise RKSearchError(f"expected a whole number, or one per period; got {value!r}", field=what)
 
 
+def _check_m(m: Any, ms: list[int], methods: list[str], name: str) -> None:
+    """An IRK period has no m (its stages are not grouped): one m for all applies to the ERK
+    periods, so a net without any refuses one; one per period must say 1 for an IRK period."""
+    per_period = isinstance(m, Sequence | np.ndarray) and not isinstance(m, str)
+    for i, (value, method) in enumerate(zip(ms, methods)):
+        if method == "irk" and value != 1 and (per_period or "erk" not in methods):
+            where = f"period {i} of {name} is IRK" if per_period else f"{name} has no ERK period"
+            raise RKSearchError(f"m={value}, but {where}, and m applies to ERK periods only", field="m")
+
+
 def _per_period(value: int | Sequence[int], n: int, what: str) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
         return [_whole(value, what)] * n
@@ -355,6 +365,8 @@ def with_fields(spec: RKNetSpec, **kwargs: Any) -> RKNetSpec:
         periods = [p.model_dump() for p in spec.periods]
         ks = _per_period(kwargs["growth_rate"], len(periods), "growth_rate") if kwargs.get("growth_rate") is not None else None
         ms = _per_period(kwargs["m"], len(periods), "m") if kwargs.get("m") is not None else None
+        if ms:
+            _check_m(kwargs["m"], ms, [p["method"] for p in periods], spec.name)
         for i, p in enumerate(periods):
             if ks:
                 p["growth_rate"] = ks[i]

@@ -412,7 +412,7 @@ def choices_text(spec: RKNetSpec) -> str:
     ks = "/".join(str(p.growth_rate) for p in spec.periods)
     text = f"k={ks}"
     if any(p.m != 1 for p in spec.periods):
-        text += " m=" + "/".join(str(p.m) for p in spec.periods)
+        text += " m=" + "/".join(str(p.m) if p.method == "erk" else "-" for p in spec.periods)  # IRK: no m
     if spec.dropout:
         text += f" dropout={spec.dropout:g}"
     return text

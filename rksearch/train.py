@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from . import cudagraph
-from .baselines import AnySpec
+from .baselines import AnySpec, any_spec_from_dict
 from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pad_batch, pipeline
 from .data.splits import Dataset, Style
 from .errors import RKSearchError
@@ -314,10 +314,14 @@ class Trainer:
                 then = {**BEFORE_FIELDS, **then}
             diff = [k for k in sorted(set(then or {}) | set(now)) if (then or {}).get(k) != now.get(k)
                     and not (key == "config" and k in RESUMABLE_CHANGES)]
-            if diff:
-                k = diff[0]
-                raise RKSearchError(f"the run was started with {k}={(then or {}).get(k)!r}, now {now.get(k)!r}; "
-                                    "resume with the same settings or choose another output folder", source=path, field=key)
+            if not diff:
+                continue
+            k = diff[0]
+            started = f"{k}={(then or {}).get(k)!r}, now {now.get(k)!r}"
+            if key == "spec" and then is not None and any_spec_from_dict(then).name != self.spec.name:
+                started = f"{any_spec_from_dict(then).name}, now {self.spec.name}"
+            raise RKSearchError(f"the run was started with {started}; resume with the same settings or choose "
+                                "another output folder", source=path, field=key)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

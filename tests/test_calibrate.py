@@ -109,6 +109,7 @@ def test_recommendation_is_the_cheapest_budget_that_reaches_the_threshold():
     (["--scores", "synflow,magic"], "--scores", "unknown score 'magic'"),
     (["--write-space", "{space}"], "--write-space", "is the input space"),
     (["--write-space", "{tmp}/missing/out.yaml"], "--write-space", "an existing folder"),
+    (["--write-space", "/proc/calibrated.yaml"], "--write-space", "cannot write /proc/calibrated.yaml"),  # not after training
 ])
 def test_bad_options_are_one_line_and_write_nothing(tmp_path: Path, capsys, args, field, message):
     space = tiny_space(tmp_path)
@@ -210,6 +211,7 @@ def test_calibrate_end_to_end(tmp_path: Path):
     assert space_file.read_bytes() == before
     calibrated = load_space(written)
     assert calibrated.proxy.epochs == int(report["recommended"]) and calibrated.proxy.train_subset == 256
+    assert calibrated.name == "cal-calibrated"  # a study of its own, not the space's of another proxy
     assert json.loads((study_dir / "calibration.json").read_text())["budgets"] == report["budgets"]
     html = (study_dir / "calibration.html").read_text()
     assert "Kendall tau vs the largest budget" in html and "noise floor" in html

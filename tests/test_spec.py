@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rksearch import RKNetSpec, RKSearchError, load_spec, parse_name, save_spec
+from rksearch import RKNetSpec, RKSearchError, load_spec, parse_name, resolve_spec, save_spec
 
 BASE = {"rknet": 1, "periods": [{"method": "erk", "stages": 6, "steps": 1, "growth_rate": 36, "m": 1}] * 3}
 
@@ -87,6 +87,19 @@ def test_name_fields_that_do_not_fit(fields: dict, field: str, needle: str) -> N
     with pytest.raises(RKSearchError, match=re.escape(needle)) as e:
         parse_name("ERKNet-2x1_2x1-B", **fields)
     assert e.value.field == field
+
+
+def test_m_is_for_erk_periods(tmp_path) -> None:
+    """One m for all applies to the ERK periods; an m that a spec file's periods cannot take is
+    refused, not dropped."""
+    assert [p.m for p in parse_name("RKNet-E3x1_I3x1", m=2).periods] == [2, 1]
+    save_spec(parse_name("IRKNet-3x1_3x1"), tmp_path / "irk.yaml")
+    with pytest.raises(RKSearchError, match="m=2, but IRKNet-3x1_3x1 has no ERK period, and m applies to ERK periods only"):
+        resolve_spec(tmp_path / "irk.yaml", m=2)
+    save_spec(parse_name("RKNet-E3x1_I3x1"), tmp_path / "mixed.yaml")
+    assert [p.m for p in resolve_spec(tmp_path / "mixed.yaml", m=2).periods] == [2, 1]
+    with pytest.raises(RKSearchError, match="m=4, but period 1 of RKNet-E3x1_I3x1 is IRK"):
+        resolve_spec(tmp_path / "mixed.yaml", m=[2, 4])
 
 
 @pytest.mark.parametrize("name, needle", [

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rksearch import count, parse_name, save_spec
+from rksearch.baselines import baseline_spec
 from rksearch.cli import main
 from rksearch.data import DataOptions, load_splits
 from rksearch.errors import RKSearchError
@@ -99,6 +100,10 @@ def test_resume_equals_uninterrupted_run(tmp_path, small_splits) -> None:
     with pytest.raises(RKSearchError, match="epochs=3, now 4") as e:
         train(DROPPY, small_splits, cfg.model_copy(update={"epochs": 4}), tmp_path / "b", data=SMALL_DATA, resume=True)
     assert e.value.field == "config" and e.value.source == str(tmp_path / "b" / "checkpoint.pt")
+    with pytest.raises(RKSearchError, match="spec: the run was started with dropout=0.2, now 0.0"):
+        train(SPEC, small_splits, cfg, tmp_path / "b", data=SMALL_DATA, resume=True)
+    with pytest.raises(RKSearchError, match=f"started with {DROPPY.name}, now DenseNet-BC-10-k4; resume with the same"):
+        train(baseline_spec("densenet-bc-10-k4"), small_splits, cfg, tmp_path / "b", data=SMALL_DATA, resume=True)
 
 
 def test_checkpoints_from_before_static_shapes_resume_as_they_ran(tmp_path, small_splits) -> None:

@@ -72,7 +72,8 @@ def load_torchvision(name: str, root: Path | None, download: bool) -> Dataset:
     if missing and not download:
         raise RKSearchError(
             f"{src.title} not found: expected {', '.join(str(root / n) for n in missing)}; get {src.url}, "
-            f"put it there (extracted), or pass --download where the network allows it", source=root, field="root")
+            f"put it there (extracted), or let rksearch train --download fetch it where the network allows",
+            source=root, field="root")
     try:
         train, test = _torchvision_splits(name, root, download)
     except (RuntimeError, OSError, ValueError) as e:
