@@ -42,6 +42,8 @@ def from_validation_error(err, *, source: str | Path | None = None, prefix: str 
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "model_type":  # "... or instance of Constraints": a class the user never sees
+            msg = f"expected a mapping, got {type(e['input']).__name__}"
         path = [prefix] if prefix else []
         path += [str(p) for p in loc]
         head, sep, rest = msg.partition(": ")

@@ -59,7 +59,7 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("accuracy", "maximize", "accuracy"),
         Objective("flops", "minimize", "flops", 1e-9, "GFLOPs"),
         Objective("params", "minimize", "params", 1e-6, "M params"),
-        Objective("latency", "minimize", "latency"),
+        Objective("latency", "minimize", "latency", 1.0, "ms"),
         Objective("throughput", "maximize", "images_per_s", 1.0, "images/s"),
     )
 }

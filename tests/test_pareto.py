@@ -442,6 +442,7 @@ def test_export_json_and_picks(studies, rk, tmp_path) -> None:
     (["--pick", "knee", "--max-flops", "1k"], "--pick: no feasible trial"),
     (["--pick", "nearest"], "--pick: unknown pick 'nearest'; expected one of knee, best-accuracy, min-flops, trial:N"),
     (["--max-flops", "lots"], "--max-flops: expected a number such as 2e8, 200M or 0.2G, got 'lots'"),
+    (["--max-params", "-3"], "--max-params: must be positive, got -3"),
     (["--pick", "trial:1000"], "--pick: no trial 1000"),
 ])
 def test_export_errors_write_nothing(studies, rk, tmp_path, args, needle) -> None:

@@ -170,6 +170,7 @@ ERRORS = [
     (changed(reference_point={"accuracy": 0, "flops": 1, "latency": 1}), "reference_point.latency", "not an objective"),
     (changed(reference_point={"accuracy": 0, "flops": "big"}), "reference_point.flops", "a number such as"),
     (changed(name="my study"), "name", "not a study name"),
+    (changed(constraints=[1]), "constraints", "expected a mapping, got list"),
 ]
 
 
