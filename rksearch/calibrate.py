@@ -38,7 +38,7 @@ from ray.tune import Callback
 from .errors import RKSearchError
 from .fidelity import (BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fidelity, column_means, fidelity_figure,
                        finite, recommend, score_fidelity)
-from .files import write_text
+from .files import unwritable, write_text
 from .prescreen import Scorer, draw_feasible, proxy_errors
 from .proxy import ProxyConfig
 from .search import (PROXY_HOW, default_storage, driver_id, fail_stale_trials, init_ray, open_storage,
@@ -164,14 +164,9 @@ def _check_options(space: SearchSpace, sample: int, seeds: int, threshold: float
             raise fail("--write-space", "the space was not read from a file, so there is nothing to copy")
         if write_space.resolve() == space.source.resolve():
             raise fail("--write-space", f"{write_space} is the input space: write the calibrated copy elsewhere")
-        if write_space.is_dir() or not write_space.parent.is_dir():
-            raise fail("--write-space", f"{write_space} must be a file in an existing folder")
-        probe = write_space.with_name(write_space.name + ".tmp")  # before the training, not after it
-        try:
-            probe.touch()
-            probe.unlink()
-        except OSError as e:
-            raise fail("--write-space", f"cannot write {write_space}: {e.strerror}") from None
+        why = unwritable(write_space)  # before the training, not after it
+        if why:
+            raise fail("--write-space", f"{write_space}: {why}")
     return k
 
 

@@ -16,3 +16,19 @@ def write_text(path: Path, text: str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise RKSearchError(f"cannot write: {e.strerror or e}", source=path) from None
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written, asked before any work is done so a bad output writes
+    nothing and wastes nothing; None when it can."""
+    if path.is_dir():
+        return "is a directory; give a file name"
+    if not path.parent.is_dir():
+        return "its folder does not exist"
+    probe = path.with_name(path.name + ".tmp")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write there: {e.strerror}"
+    return None

@@ -108,8 +108,8 @@ def test_recommendation_is_the_cheapest_budget_that_reaches_the_threshold():
     (["--top-k", "30"], "--top-k", "must be in 1..20"),
     (["--scores", "synflow,magic"], "--scores", "unknown score 'magic'"),
     (["--write-space", "{space}"], "--write-space", "is the input space"),
-    (["--write-space", "{tmp}/missing/out.yaml"], "--write-space", "an existing folder"),
-    (["--write-space", "/proc/calibrated.yaml"], "--write-space", "cannot write /proc/calibrated.yaml"),  # not after training
+    (["--write-space", "{tmp}/missing/out.yaml"], "--write-space", "its folder does not exist"),
+    (["--write-space", "/proc/calibrated.yaml"], "--write-space", "/proc/calibrated.yaml: cannot write there"),  # not after training
 ])
 def test_bad_options_are_one_line_and_write_nothing(tmp_path: Path, capsys, args, field, message):
     space = tiny_space(tmp_path)

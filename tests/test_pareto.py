@@ -394,12 +394,13 @@ def test_pareto_table_in_a_terminal(studies) -> None:
     (["--objectives", "accuracy,flops,params,throughput", "--html", "{tmp}/x.html"], "--objectives: a plot shows 2 or 3"),
     (["--objectives", "accuracy,latency"], "--objectives: no completed trial measured 'latency'"),
     (["--html", "{tmp}/nowhere/x.html"], "x.html: --html: its folder does not exist"),
+    (["--html", "/proc/pareto.html"], "/proc/pareto.html: --html: cannot write there"),  # before the table, not after
 ])
 def test_pareto_errors(studies, rk, tmp_path, args, needle) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     code, out, err = rk("pareto", studies / "demo", *args)
     assert code == 2 and needle in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1 and not out.strip()  # refused before any work
     assert not list(tmp_path.glob("*.html"))
 
 

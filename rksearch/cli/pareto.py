@@ -8,14 +8,14 @@ import typer
 
 from ._app import STORAGE_HELP, STUDY_DIR_HELP, app, out
 from ..errors import RKSearchError
+from ..files import unwritable
 
 
 def _writable(path: Path, flag: str) -> None:
     """Fail before any work when ``path`` cannot be written, so a bad flag writes nothing."""
-    if path.is_dir():
-        raise RKSearchError("is a directory; give a file name", source=path, field=flag)
-    if not path.parent.is_dir():
-        raise RKSearchError("its folder does not exist", source=path, field=flag)
+    why = unwritable(path)
+    if why:
+        raise RKSearchError(why, source=path, field=flag)
 
 
 @app.command()
