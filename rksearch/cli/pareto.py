@@ -34,11 +34,12 @@ def pareto(
     if html is not None:
         _writable(html, "--html")
     report = ParetoReport.of(load_study(study_dir, storage=storage), objectives)
+    page = report.html(paper=paper) if html is not None else None  # a page it cannot draw fails before the table
     for line in report.lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(report.table())
     if html is not None:
-        write_text(html, report.html(paper=paper))
+        write_text(html, page)
         out.print(f"wrote {html}", markup=False, highlight=False, soft_wrap=True)
 
 
