@@ -272,6 +272,8 @@ _TERM = re.compile(r"^(?P<method>[EI]?)(?P<s>\d+)[xX×](?P<r>\d+)$")
 def _whole(value: Any, what: str) -> int:
     """An integer, also from numpy or an integral float (what a study's DataFrame hands back)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and float(value).is_integer():
+        if value < 1:
+            raise RKSearchError(f"must be at least 1, got {value}", field=what)
         return int(value)
     raise RKSearchError(f"expected a whole number, or one per period; got {value!r}", field=what)
 
@@ -354,7 +356,11 @@ def resolve_spec(name_or_path: str | Path, **kwargs: Any) -> RKNetSpec:
     s = str(name_or_path)
     if s.endswith((".yaml", ".yml", ".json")) or Path(s).is_file():
         return with_fields(load_spec(s), **kwargs)
-    return parse_name(s, **{k: v for k, v in kwargs.items() if v is not None})
+    spec = parse_name(s, **{k: v for k, v in kwargs.items() if v is not None})
+    if kwargs.get("m") is not None:  # asked for by name, not shared among candidates: say what is dropped
+        _check_m(kwargs["m"], _per_period(kwargs["m"], len(spec.periods), "m"), [p.method for p in spec.periods],
+                 spec.name)
+    return spec
 
 
 def with_fields(spec: RKNetSpec, **kwargs: Any) -> RKNetSpec:

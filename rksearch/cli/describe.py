@@ -6,7 +6,11 @@ from typing import Optional
 
 import typer
 
-from ._app import app, ints, out
+from ..errors import RKSearchError
+from ._app import app, as_option, ints, out
+
+OPTIONS = {"growth_rate": "--growth-rate", "m": "--m", "stem": "--stem", "input_size": "--input-size",
+           "num_classes": "--num-classes", "multiscale": "--no-multiscale"}
 
 
 @app.command()
@@ -35,7 +39,10 @@ def describe(
     }
     if stem is not None and input_size is None and stem == "imagenet" and not name_or_spec.endswith((".yaml", ".yml", ".json")):
         fields["input_size"] = 224
-    spec = resolve_network(name_or_spec, **fields)
+    try:
+        spec = resolve_network(name_or_spec, **fields)
+    except RKSearchError as e:
+        raise as_option(e, OPTIONS) from None
     info = describe_spec(spec)
     if as_json:
         print(json.dumps(info))
