@@ -24,10 +24,10 @@ def parse_amount(text: str | float | None, what: str) -> float | None:
     """``2e8``, ``200M``, ``0.2G`` -> 2e8 (suffixes k, M, G, T)."""
     if text is None or isinstance(text, (int, float)):
         return text
-    m = _AMOUNT.match(text.removeprefix("-"))
+    m = _AMOUNT.match(text.strip().removeprefix("-"))
     if not m:
         raise RKSearchError(f"expected a number such as 2e8, 200M or 0.2G, got {text!r}", field=what)
-    if text.startswith("-"):
+    if text.strip().startswith("-"):
         raise RKSearchError(f"must be positive, got {text}", field=what)
     return float(m[1]) * _SUFFIX[m[2].lower()]
 

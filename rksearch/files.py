@@ -1,6 +1,7 @@
 """Files written in one step: a reader (or a run interrupted mid-write) never sees half of one."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import RKSearchError
@@ -11,7 +12,7 @@ def write_text(path: Path, text: str) -> None:
     naming ``path`` (a missing or read-only folder), with nothing left behind."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -25,10 +26,10 @@ def unwritable(path: Path) -> str | None:
         return "is a directory; give a file name"
     if not path.parent.is_dir():
         return "its folder does not exist"
-    probe = path.with_name(path.name + ".tmp")
+    probe = path.with_name(f"{path.name}.{os.getpid()}.probe")
     try:
         probe.touch()
         probe.unlink()
     except OSError as e:
-        return f"cannot write there: {e.strerror}"
+        return f"cannot write there: {e.strerror or e}"
     return None

@@ -171,6 +171,7 @@ class RKSearcher(OptunaSearch):
         self.target = target  # searched trials the study should have done: other drivers' count too
         self.tally = Tally()
         self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
+        self._baselines_taken: set[str] = set()  # spec keys of baselines trained or training
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
         self.proxy = space.proxy.model_copy(update={"root": str(Path(root).resolve()) if root else None}).model_dump()
         super().__init__(
@@ -196,25 +197,33 @@ class RKSearcher(OptunaSearch):
         return {"spec": spec.to_dict(), "trial_number": trial.number}
 
     def _sync(self, besides: int | None = None) -> int:
-        """Re-read the study, which other drivers may share: the specs trained or in training
-        anywhere (so no driver trains one twice), trial ``besides`` left out, and the searched
-        trials done or in training here, which the target counts."""
-        self._trained, counted = {}, 0
+        """Re-read the study, which other drivers may share, so that no driver trains a spec twice:
+        the specs done or in training by a live driver (searched ones in ``_trained``, trial
+        ``besides`` left out; baselines in ``_baselines_taken``). Returns the searched trials done
+        or in training here, which the target counts."""
+        self._trained, self._baselines_taken, counted = {}, set(), 0
         for t in self._ot_study.get_trials(deepcopy=False):
             a = t.user_attrs
-            if is_baseline(a) or not a.get("spec_key") or t.number == besides:
+            if not a.get("spec_key") or t.number == besides:
                 continue
             done = a.get("outcome") in DONE
-            training = t.state == TrialState.RUNNING and "outcome" not in a
+            training = t.state == TrialState.RUNNING and "outcome" not in a and _alive(a.get("driver", ""))
+            if is_baseline(a):
+                if done or training:
+                    self._baselines_taken.add(a["spec_key"])
+                continue
             if done or training:
                 self._trained.setdefault(a["spec_key"], t.number)
             counted += done or (training and a.get("driver") == self.driver)
         return counted
 
     def suggest(self, trial_id: str) -> Optional[dict]:
-        if self.pending_baselines:
-            return self._suggest_baseline(trial_id, self.pending_baselines.pop(0))
-        if self._sync() >= (self.target if self.target is not None else math.inf):
+        counted = self._sync()
+        while self.pending_baselines:
+            config = self._suggest_baseline(trial_id, self.pending_baselines.pop(0))
+            if config is not None:
+                return config
+        if counted >= (self.target if self.target is not None else math.inf):
             return Searcher.FINISHED
         for _ in range(MAX_PROPOSALS):
             config = super().suggest(trial_id)
@@ -232,13 +241,12 @@ class RKSearcher(OptunaSearch):
             if any(v > 0 for v in violations):
                 reason, outcome = f"breaks a constraint ({_describe_violation(self.space, c)})", REJECTED
             else:
-                if key not in self._trained:  # look again, now that this trial claims the spec:
-                    self._sync(besides=ot_trial.number)  # of two drivers proposing it at once, one sees the other
+                if key not in self._trained:  # look again, now that this trial claims the spec: of two
+                    self._sync(besides=ot_trial.number)  # drivers proposing it at once, at least one sees the other
                 if key in self._trained:
                     reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
                     ot_trial.set_user_attr("duplicate_of", self._trained[key])
             if reason is None:
-                self._trained[key] = ot_trial.number
                 self.tally.running += 1
                 config["proxy"] = self.proxy
                 config["objectives"] = list(self.space.objectives)
@@ -254,12 +262,21 @@ class RKSearcher(OptunaSearch):
             source=self.space.source, field="constraints",
         )
 
-    def _suggest_baseline(self, trial_id: str, baseline: Baseline) -> dict:
-        spec = baseline.spec
+    def _suggest_baseline(self, trial_id: str, baseline: Baseline) -> dict | None:
+        """The baseline's trial; None where another driver sharing the study trains it or has."""
+        spec, key = baseline.spec, spec_key(baseline.spec)
+        if key in self._baselines_taken:
+            return None
         c = spec.count()
         ot_trial = start_baseline_trial(self._ot_study, {
-            "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": spec_key(spec),
+            "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": key,
             "name": baseline.label, "flops": c.flops, "params": c.params})
+        self._sync(besides=ot_trial.number)  # claimed, then looked: as for a searched spec
+        if key in self._baselines_taken:
+            for k, v in {"outcome": DUPLICATE, "reason": "another driver trains this baseline"}.items():
+                ot_trial.set_user_attr(k, v)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            return None
         self._ot_trials[trial_id] = ot_trial
         self.tally.running += 1
         return {"spec": spec.to_dict(), "trial_number": ot_trial.number, BASELINE: baseline.label,
@@ -479,8 +496,10 @@ def fail_stale_trials(study: optuna.Study) -> int:
     n = 0
     cutoff = datetime.datetime.now() - datetime.timedelta(minutes=10)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        driver = t.user_attrs.get("driver", "")
-        if _alive(driver) if driver else t.datetime_start > cutoff:
+        driver = t.user_attrs.get("driver")
+        if driver is not None and _alive(driver):
+            continue
+        if driver is None and t.datetime_start > cutoff:
             continue
         _fail(study, t, "its driver died before the trial finished")
         n += 1
@@ -733,7 +752,7 @@ def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | Non
     except OSError as e:
         raise RKSearchError(f"cannot create the study folder: {e.strerror}", source=study_dir, field="--out") from None
     if space.source is not None:
-        write_text(study_dir / "space.yaml", space.source.read_text())
+        write_text(study_dir / "space.yaml", space.source.read_text(encoding="utf-8"))
     return study_dir, aside
 
 
@@ -879,10 +898,11 @@ def run_search(
 
 @contextmanager
 def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
-    """However the search ends, no trial of this driver stays RUNNING. On Ctrl-C or SIGTERM its
-    running trials end FAIL, the outputs are written, and the interrupt goes on to the caller
-    (exit status 130 or 143), so ``run && export`` stops; on a stop (too many failures, an
-    exhausted space) the trials Tune left unfinished end FAIL too."""
+    """No trial of this driver stays RUNNING when the search ends, is interrupted or stops itself.
+    On Ctrl-C or SIGTERM its running trials end FAIL, the outputs are written, and the interrupt
+    goes on to the caller (exit status 130 or 143), so ``run && export`` stops; on a stop (too
+    many failures, an exhausted space) the trials Tune left unfinished end FAIL too. (A crash
+    leaves them to the next start's :func:`fail_stale_trials`.)"""
     started = datetime.datetime.now()  # Optuna's clock for datetime_start
     me = driver_id()
 
@@ -896,8 +916,9 @@ def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt as e:
         with shielded():
+            # an unclaimed trial is ours only where no other driver can be: in the folder's own database
             fail_running("the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted",
-                         unclaimed=True)
+                         unclaimed=url == default_storage(study_dir))
             try:
                 write_outputs(study_dir, url)
             finally:

@@ -446,9 +446,12 @@ def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "fl
     ``value``, ``trials`` and one ``mean_<metric>`` column per metric.
     """
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    for m in metrics:
-        objective(m, field="metrics")
     done = study.completed
+    numeric = [c for c in done.columns if pd.api.types.is_numeric_dtype(done[c]) and not pd.api.types.is_bool_dtype(done[c])]
+    for m in metrics:
+        if m not in numeric:
+            raise RKSearchError(f"no measured column {m!r}; one of {', '.join(numeric)}", source=study.source,
+                                field="metrics")
     choices = [c for c in done.columns if c.split("_", 1)[-1] in PERIOD_FIELDS and c[0] == "p" and c[1].isdigit()]
     choices += [c for c in GLOBAL_FIELDS if c in done and done[c].nunique(dropna=True) > 1]
     parts = []

@@ -318,8 +318,13 @@ class Trainer:
                 continue
             k = diff[0]
             started = f"{k}={(then or {}).get(k)!r}, now {now.get(k)!r}"
-            if key == "spec" and then is not None and any_spec_from_dict(then).name != self.spec.name:
-                started = f"{any_spec_from_dict(then).name}, now {self.spec.name}"
+            if key == "spec" and then is not None:
+                try:
+                    then_name = any_spec_from_dict(then).name
+                except RKSearchError:  # a spec of an older rksearch: the field says enough
+                    then_name = self.spec.name
+                if then_name != self.spec.name:
+                    started = f"{then_name}, now {self.spec.name}"
             raise RKSearchError(f"the run was started with {started}; resume with the same settings or choose "
                                 "another output folder", source=path, field=key)
         self.model.load_state_dict(state["model"])

@@ -57,19 +57,23 @@ def postgres() -> str:
 
 def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
     """Two ``rksearch run`` at once on one study: together they train the space's trial count
-    once (the other driver's running trial may add one), never the same spec twice, and each
-    study folder, renamed by ``--fresh`` or not, reads the whole study from the server."""
-    space = make_space(tmp_path, name="shared", search__trials=8, search__concurrency=1)
-    drivers = [subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(tmp_path / d),
-                                 "--storage", postgres], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for d in "ab"]
-    for p in drivers:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
-        assert "the study is in postgresql://postgres@127.0.0.1" in out
+    once (the other driver's running trial may add one), never the same spec or baseline twice,
+    and each study folder, renamed by ``--fresh`` or not, reads the whole study from the server."""
+    space = make_space(tmp_path, name="shared", search__trials=8, search__concurrency=1, baselines=["densenet-bc-16-k4"])
+    logs = {d: (tmp_path / f"{d}.out", tmp_path / f"{d}.err") for d in "ab"}  # files: no pipe fills and stalls one
+    drivers = {}
+    for d, (out, err) in logs.items():
+        with out.open("w") as o, err.open("w") as e:
+            drivers[d] = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out",
+                                           str(tmp_path / d), "--storage", postgres], stdout=o, stderr=e)
+    for d, p in drivers.items():
+        assert p.wait(timeout=600) == 0, logs[d][1].read_text()[-3000:]
+        assert "the study is in postgresql://postgres@127.0.0.1" in logs[d][0].read_text()
 
     trials = optuna.load_study(study_name="shared", storage=postgres).trials
-    done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
+    baseline = [t for t in trials if t.user_attrs.get("kind") == "baseline" and t.state.name == "COMPLETE"]
+    assert len(baseline) == 1  # one driver trains it; the other sees it taken
+    done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned") and t not in baseline]
     assert 8 <= len(done) <= 9, [(t.number, t.user_attrs.get("outcome")) for t in trials]
     assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # no spec trained twice
     assert len({t.user_attrs["driver"] for t in done}) == 2  # both drivers trained

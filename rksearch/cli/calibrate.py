@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ._app import app, out
@@ -75,17 +76,17 @@ def calibrate(
         for table in _tables(result):
             out.print(table)
         for w in result.warnings:
-            out.print(f"[yellow]warning:[/] {w}")
+            out.print(f"[yellow]warning:[/] {escape(w)}")
         if result.dropped:
             out.print(f"left out (a run failed): {', '.join(result.dropped)}")
         if result.reused:
             out.print(f"reused {result.reused} of {result.runs} runs finished by an earlier calibration in "
-                      f"{result.study_dir}/ (--fresh trains them all again)")
+                      f"{result.study_dir}/ (--fresh trains them all again)", markup=False, highlight=False)
         if result.recommended:
             out.print(f"recommended proxy budget: [bold]{result.recommended}[/] epochs (the cheapest with tau >= "
                       f"{result.threshold:g})")
         out.print(f"outputs in {result.study_dir}/: optuna.db, calibration.html, calibration.json"
-                  + (f"; calibrated space: {result.wrote}" if result.wrote else ""))
+                  + (f"; calibrated space: {result.wrote}" if result.wrote else ""), markup=False, highlight=False)
     if write_space is not None and result.wrote is None:
         raise CalibrationFailed(f"no budget reaches tau {threshold:g}, so no space was written", source=space_file,
                                 field="--write-space")

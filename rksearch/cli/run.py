@@ -48,12 +48,12 @@ def run(
         f"framework share {100 * result.framework_share:.0f} %"
     )
     for reason in t.reasons[-5:]:
-        out.print(f"  failed: {reason}")
+        out.print(f"  failed: {reason}", markup=False, highlight=False)
     out.print(result.report.table())
     for line in result.report.baseline_lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.storage == default_storage(result.study_dir):
-        out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html")
+        out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html", markup=False, highlight=False)
     else:
         out.print(f"outputs in {result.study_dir}/: trials.csv, pareto.html; the study is in {shown_url(result.storage)}",
                   markup=False, highlight=False, soft_wrap=True)
