@@ -915,10 +915,10 @@ def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt as e:
-        with shielded():
+        why = "the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted"
+        with shielded():  # (which hides the SIGTERM handler that terminated() asks: ask first)
             # an unclaimed trial is ours only where no other driver can be: in the folder's own database
-            fail_running("the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted",
-                         unclaimed=url == default_storage(study_dir))
+            fail_running(why, unclaimed=url == default_storage(study_dir))
             try:
                 write_outputs(study_dir, url)
             finally:
