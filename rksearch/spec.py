@@ -289,6 +289,8 @@ def _check_m(m: Any, ms: list[int], methods: list[str], name: str) -> None:
 
 
 def _per_period(value: int | Sequence[int], n: int, what: str) -> list[int]:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
         return [_whole(value, what)] * n
     values = [_whole(v, what) for v in value]

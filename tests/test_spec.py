@@ -69,7 +69,7 @@ def test_name_fields() -> None:
 
 def test_name_fields_from_a_study_table() -> None:
     """A study's DataFrame hands back numpy integers and, where some trials lack a column, floats."""
-    spec = parse_name("ERKNet-2x1_2x1", growth_rate=[np.int64(4), 6.0], m=np.float64(2))
+    spec = parse_name("ERKNet-2x1_2x1", growth_rate=[np.int64(4), 6.0], m=np.array(2))
     assert [(p.growth_rate, p.m) for p in spec.periods] == [(4, 2), (6, 2)]
     assert type(spec.periods[0].growth_rate) is int
 
