@@ -113,7 +113,7 @@ def pick(study: Study, how: str = "knee", *, max_flops: float | str | None = Non
         if f.knee is None:
             raise RKSearchError(f"no feasible trial measured {', '.join(study.objectives)}", source=study.path, field="--pick")
         objs, n = "/".join(study.objectives), len(f.members)
-        if n < 3:  # every member is an extreme: no knee to find
+        if not f.has_knee:
             reason = (f"the {objs} front of {among} has {n} member{'s' * (n > 1)}, too few for a knee: "
                       f"its best {study.objectives[0]}")
         else:

@@ -92,6 +92,10 @@ def hypervolume(values: np.ndarray | Sequence, reference: Sequence[float], direc
     return _hv_min(v[~_dominated_min(v)], r)
 
 
+KNEE_POINTS = 3
+"""A front of fewer points has no knee: every point is an extreme."""
+
+
 def knee_index(values: np.ndarray | Sequence, directions: Sequence[str]) -> int:
     """Index of the knee of a front: the point farthest from the hyperplane through its extremes.
 
@@ -105,7 +109,7 @@ def knee_index(values: np.ndarray | Sequence, directions: Sequence[str]) -> int:
     v = minimization(values, directions)
     if len(v) == 0:
         raise ValueError("empty front")
-    if len(v) < 3:  # every member is an extreme: no knee, the better first objective
+    if len(v) < KNEE_POINTS:  # no knee: the better first objective
         return int(np.argmin(v[:, 0]))
     lo, hi = v.min(axis=0), v.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
@@ -138,6 +142,11 @@ class Front:
     hypervolume: float  # in display units, see ``hv_unit``
     knee: int | None  # trial number
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_knee(self) -> bool:
+        """Whether :attr:`knee` is a knee, not just the best first objective of a front too small."""
+        return len(self.members) >= KNEE_POINTS
 
     @property
     def hv_unit(self) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 from .files import write_text
 from .pareto import Front, front, hypervolume_history
 from .plots import axis, hypervolume_figure, pareto_figure, unit
-from .study import OBJECTIVES, Study, load_study, parse_objectives
+from .study import OBJECTIVES, Study, load_study, parse_objectives, whole_numbers
 
 HISTORY_SHOWN = 8
 
@@ -110,9 +110,8 @@ def trials_csv(study: Study) -> str:
     """The trials table as CSV, without the multi-line spec text (the database keeps it). Counts
     stay integers where some trials lack them (pandas would write 60851136.0)."""
     frame = study.trials.drop(columns=["spec"], errors="ignore")
-    for c in frame.columns:
-        if _counts(c) and frame[c].dtype.kind == "f" and (frame[c].dropna() % 1 == 0).all():
-            frame[c] = frame[c].astype("Int64")
+    for c in filter(_counts, frame.columns):
+        frame[c] = whole_numbers(frame[c])
     return frame.to_csv(index=False)
 
 

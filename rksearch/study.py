@@ -434,9 +434,12 @@ def choice_values(trials: pd.DataFrame, choice: str) -> pd.Series:
     values = trials[choice]
     if choice.endswith("_m") and choice[:-1] + "method" in trials:
         values = values.where(trials[choice[:-1] + "method"] == "erk")
-    if values.dtype.kind == "f" and (values.dropna() % 1 == 0).all():
-        values = values.astype("Int64")
-    return values
+    return whole_numbers(values)
+
+
+def whole_numbers(values: pd.Series) -> pd.Series:
+    """A float column that trials lacking a value made of whole numbers, whole again (3, not 3.0)."""
+    return values.astype("Int64") if values.dtype.kind == "f" and (values.dropna() % 1 == 0).all() else values
 
 
 def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "flops")) -> pd.DataFrame:
