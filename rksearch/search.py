@@ -490,11 +490,12 @@ def _alive(driver: str) -> bool:
     return True
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark FAIL the trials a dead driver left RUNNING; returns how many. A trial no driver has
-    claimed yet is left alone while it is young: another driver may be proposing it right now."""
+def fail_stale_trials(study: optuna.Study, *, shared: bool = False) -> int:
+    """Mark FAIL the trials a dead driver left RUNNING; returns how many. In a ``shared`` storage
+    a trial no driver has claimed yet is left alone while it is young: another driver may be
+    proposing it right now (in a folder's own database it is a killed driver's)."""
     n = 0
-    cutoff = datetime.datetime.now() - datetime.timedelta(minutes=10)
+    cutoff = datetime.datetime.now() - datetime.timedelta(minutes=10 if shared else 0)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         driver = t.user_attrs.get("driver")
         if driver is not None and _alive(driver):
@@ -849,7 +850,8 @@ def run_search(
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(space.objectives))
-    fail_stale_trials(study)
+    shared = url != default_storage(study_dir)  # other drivers may use it: their unclaimed trials are not ours
+    fail_stale_trials(study, shared=shared)
     if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
         for params in space.enumerate_params():
             study.enqueue_trial(params, skip_if_exists=True)
@@ -864,7 +866,7 @@ def run_search(
                 grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
                 reduction_factor=space.search.scheduler.reduction_factor,
             )
-        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(study, study_dir, url):
+        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(study, study_dir, url, shared=shared):
             while done < wanted or searcher.pending_baselines:
                 if searcher.tally.failed > max_failures:
                     break
@@ -897,7 +899,7 @@ def run_search(
 
 
 @contextmanager
-def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
+def _settled(study: optuna.Study, study_dir: Path, url: str, *, shared: bool) -> Iterator[None]:
     """No trial of this driver stays RUNNING when the search ends, is interrupted or stops itself.
     On Ctrl-C or SIGTERM its running trials end FAIL, the outputs are written, and the interrupt
     goes on to the caller (exit status 130 or 143), so ``run && export`` stops; on a stop (too
@@ -917,8 +919,7 @@ def _settled(study: optuna.Study, study_dir: Path, url: str) -> Iterator[None]:
     except KeyboardInterrupt as e:
         why = "the search was terminated (SIGTERM)" if terminated(e) else "the search was interrupted"
         with shielded():  # (which hides the SIGTERM handler that terminated() asks: ask first)
-            # an unclaimed trial is ours only where no other driver can be: in the folder's own database
-            fail_running(why, unclaimed=url == default_storage(study_dir))
+            fail_running(why, unclaimed=not shared)
             try:
                 write_outputs(study_dir, url)
             finally:

@@ -242,8 +242,8 @@ def test_a_continued_study_draws_new_proposals(tmp_path: Path) -> None:
 
 
 def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
-    """At its start a driver fails what dead drivers left RUNNING, but not a trial another
-    driver created a moment ago and has not claimed yet (that killed the other driver)."""
+    """At its start a driver fails what dead drivers left RUNNING; in a shared storage not a trial
+    another driver created a moment ago and has not claimed yet (that killed the other driver)."""
     import datetime
 
     from rksearch.search import driver_id, fail_stale_trials
@@ -257,6 +257,8 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
             datetime_start=now - datetime.timedelta(seconds=age), datetime_complete=None, params={},
             distributions={}, user_attrs={"driver": driver} if driver else {}, system_attrs={},
             intermediate_values={}))
-    assert fail_stale_trials(study) == 2
+    assert fail_stale_trials(study, shared=True) == 2
     assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "RUNNING", "FAIL"]
+    assert fail_stale_trials(study) == 1  # a folder's own database: an unclaimed trial is a killed driver's
+    assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "FAIL", "FAIL"]
     assert study.trials[1].user_attrs["fail_reason"] == "its driver died before the trial finished"
