@@ -60,11 +60,16 @@ def _dataset(name: str, root: Optional[str]) -> Dataset:
     return load_dataset(name, root)
 
 
-def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None) -> dict:
+def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None, *,
+                   train_seed: Optional[int] = None) -> dict:
     """Train ``spec.scaled(cfg.width)`` briefly and return its validation accuracy and costs.
 
-    ``report`` gets {epoch, accuracy, loss, images_per_s, seconds} after every epoch; an exception
-    it raises (a scheduler stopping the trial) propagates, as does :class:`TrainingDiverged`.
+    ``report`` gets {epoch, accuracy, loss, images_per_s, seconds} after every epoch (plus
+    val_loss, train_seconds and elapsed: that epoch's training seconds, and the trainer's wall
+    seconds so far without the set-up); an exception it raises (a scheduler stopping the trial)
+    propagates, as does :class:`TrainingDiverged`. ``cfg.seed`` draws the data split and, unless
+    ``train_seed`` is given, the training (initial weights, batch order, augmentation): a
+    tabulated benchmark keeps one split and varies only ``train_seed``.
     """
     start = time.perf_counter()
     trained = spec.scaled(cfg.width)
@@ -72,11 +77,13 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
                             device=cfg.device, amp=cfg.amp, compile=cfg.compile, cudnn_benchmark=cfg.cudnn_benchmark,
-                            static_shapes=cfg.static_shapes, cuda_graph=cfg.cuda_graph, seed=cfg.seed)
+                            static_shapes=cfg.static_shapes, cuda_graph=cfg.cuda_graph,
+                            seed=cfg.seed if train_seed is None else train_seed)
 
     def on_epoch(m: EpochMetrics) -> None:
         report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
-                "seconds": time.perf_counter() - start})
+                "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
+                "elapsed": m.seconds})
 
     result = fit(trained, splits, train_cfg, on_epoch=on_epoch if report else None)
     full, small = spec.count(), trained.count()
