@@ -387,11 +387,13 @@ def report(out: Path) -> int:
     final_epoch = max(last.values())
     final: dict[int, dict[str, float]] = {}
     curves = 0
-    seconds = []
+    seconds, cpu = [], []
     for r in rows:
         if int(r["epoch"]) == final_epoch:
             final.setdefault(int(r["seed"]), {})[r["name"]] = float(r["val_acc"])
             seconds.append(float(r["seconds"]))
+            if r.get("cpu_seconds"):
+                cpu.append(float(r["cpu_seconds"]))
             curves += 1
     seeds = sorted(final)
     specs = {n for s in seeds for n in final[s]}
@@ -400,11 +402,15 @@ def report(out: Path) -> int:
     print(f"final val_acc: min {min(accs):.3f}, mean {sum(accs) / len(accs):.3f}, max {max(accs):.3f}")
     seconds.sort()
     print(f"seconds per training: min {seconds[0]:.1f}, median {seconds[len(seconds) // 2]:.1f}, "
-          f"max {seconds[-1]:.1f}, sum {hms(sum(seconds))}")
+          f"max {seconds[-1]:.1f}, mean {sum(seconds) / len(seconds):.1f}, sum {hms(sum(seconds))}")
+    if cpu:
+        print(f"CPU seconds per training: mean {sum(cpu) / len(cpu):.1f}, sum {hms(sum(cpu))}")
     meta_file = meta_path(out)
     if meta_file.exists():
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         print(f"build wall time: {hms(meta.get('build_seconds', 0.0))} over {len(meta.get('runs', []))} runs")
+    if len(seeds) < 2:
+        print("seed-to-seed rank agreement: needs a second seed of the same specs (not in the table yet)")
     for i, a in enumerate(seeds):
         for b in seeds[i + 1:]:
             common = sorted(set(final[a]) & set(final[b]))
