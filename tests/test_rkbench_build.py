@@ -146,6 +146,20 @@ def test_a_half_written_curve_is_trained_again_and_a_changed_proxy_is_refused(tm
     assert len(err) == 1 and err[0].startswith(f"error: {changed}: proxy.epochs: the table was built with")
 
 
+def test_the_training_seed_leaves_the_split_alone():
+    from rksearch.proxy import ProxyConfig, proxy_evaluate
+
+    spec = parse_name("ERKNet-2x1_2x1_2x1", growth_rate=4)
+    cfg = ProxyConfig(dataset="demo", train_subset=64, val_size=64, epochs=1, batch_size=32, device="cpu", seed=3)
+    losses = []
+    for train_seed in (None, 3, 4):
+        curve: list[dict] = []
+        proxy_evaluate(spec, cfg, report=curve.append, train_seed=train_seed)
+        losses.append((curve[0]["loss"], curve[0]["val_loss"]))
+    assert losses[0] == losses[1]  # no train_seed: the proxy's seed trains, as before
+    assert losses[2] != losses[1]
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     missing = tmp_path / "nope.yaml"
     r = subprocess.run([sys.executable, str(BUILD), str(missing), "--out", str(tmp_path / "t.csv")],

@@ -179,7 +179,9 @@ def test_proxy_reports_full_and_trained_costs() -> None:
     assert (r["trained_params"], r["trained_flops"]) == (small.params, small.flops) and small.flops < r["flops"] / 2
     assert r["seconds"] >= r["train_seconds"] > 0 and r["images_per_s"] > 0
     assert [x["epoch"] for x in reports] == [1, 2] and reports[-1]["accuracy"] == r["accuracy"]
-    assert set(reports[0]) == {"epoch", "accuracy", "loss", "images_per_s", "seconds"}
+    assert set(reports[0]) == {"epoch", "accuracy", "loss", "images_per_s", "seconds", "val_loss", "train_seconds",
+                               "elapsed"}
+    assert 0 < reports[0]["train_seconds"] <= reports[0]["elapsed"] < reports[1]["elapsed"] <= reports[1]["seconds"]
 
 
 def test_proxy_lets_a_scheduler_stop_the_trial() -> None:

@@ -238,6 +238,13 @@ def build(args: argparse.Namespace) -> int:
     space_path, out = Path(args.space), Path(args.out)
     if args.seeds < 1:
         raise RKSearchError(f"must be at least 1, got {args.seeds}", field="--seeds")
+    for flag, value in (("--limit", args.limit), ("--workers", args.workers)):
+        if value is not None and value < (0 if flag == "--limit" else 1):
+            raise RKSearchError(f"must be at least {0 if flag == '--limit' else 1}, got {value}", field=flag)
+    if args.cpus_per_training <= 0:
+        raise RKSearchError(f"must be above 0, got {args.cpus_per_training}", field="--cpus-per-training")
+    if args.gpus_per_training < 0:
+        raise RKSearchError(f"must be at least 0, got {args.gpus_per_training}", field="--gpus-per-training")
     if not out.parent.is_dir():
         raise RKSearchError("its folder does not exist", source=out, field="--out")
     space, jobs, infeasible = load_jobs(space_path, args.seeds, args.max_specs)
@@ -259,7 +266,7 @@ def build(args: argparse.Namespace) -> int:
     total = len(jobs)
     first_done = total - len(todo)
     n_specs = len(jobs) // args.seeds
-    print(f"rkbench: {space.name}: {n_specs} specs x {args.seeds} seeds = {total} trainings of {epochs} epochs"
+    print(f"rkbench: space {space.name}: {n_specs} specs x {args.seeds} seeds = {total} trainings of {epochs} epochs"
           + (f" ({infeasible} infeasible specs left out)" if infeasible else "")
           + f"; {first_done} already in {out}, {len(todo)} to train", flush=True)
     if args.limit is not None:
@@ -316,7 +323,10 @@ def build(args: argparse.Namespace) -> int:
         write_atomic(out, render(want, sorted(rows, key=sort_key)))
         write_atomic(meta_path(out), json.dumps(meta, indent=2) + "\n")
 
+    stopped_by = [signal.SIGINT]
+
     def stop(signum: int, frame: Any) -> None:
+        stopped_by[0] = signum
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
@@ -352,7 +362,7 @@ def build(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"rkbench: interrupted; {first_done + trained}/{total} in {out}; run the same command to continue",
               flush=True)
-        return 130
+        return 128 + int(stopped_by[0])  # 130 for Ctrl-C, 143 for SIGTERM
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -432,10 +442,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                    "training recipe")
     p.add_argument("--seeds", type=int, default=2, help="training seeds 0..N-1 per spec (the data split stays "
                    "proxy.seed's); raising it later adds the new seeds (default 2)")
-    p.add_argument("--out", default="benchmarks/rkbench/table.csv", help="the table; OUT.meta.json beside it "
-                   "records the proxy and the build time (default %(default)s)")
+    p.add_argument("--out", default="benchmarks/rkbench/table.csv", help="the table; NAME.meta.json beside it "
+                   "(table.meta.json for table.csv) records the proxy and the build time (default %(default)s)")
     p.add_argument("--address", default=None, help="a Ray cluster to join (auto, host:port, ray://host:10001); "
-                   "default: the space's search.address, else a local Ray")
+                   "default: the space's search.address, else a local Ray. Every node needs the data at the "
+                   "proxy's root (made absolute where it exists here)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--cpus-per-training", type=float, default=1.0, help="Ray CPUs (and torch threads) per "
                    "training (default 1)")
