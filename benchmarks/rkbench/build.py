@@ -253,8 +253,9 @@ def build(args: argparse.Namespace) -> int:
     param_columns = list(space.parameters())
     want = BASE_COLUMNS + param_columns
     if columns and columns != want:
-        raise RKSearchError(f"the table's columns differ from this space's ({', '.join(c for c in want if c not in columns) or 'order'}); "
-                            "choose another --out", source=out)
+        missing = ", ".join(c for c in want if c not in columns) or "their order"
+        raise RKSearchError(f"the table's columns differ from this space's ({missing}); choose another --out",
+                            source=out)
     epochs = space.proxy.epochs
     done_epochs: dict[tuple[str, int], int] = {}
     for row in rows:
@@ -356,7 +357,8 @@ def build(args: argparse.Namespace) -> int:
             last = result["curve"][-1]
             print(f"[{done:>{len(str(total))}}/{total}] {job.name} seed {job.seed}: val_acc {last['accuracy']:.3f}, "
                   f"{last['elapsed']:.1f} s ({last['images_per_s']:.0f} img/s) | this run: {trained} in "
-                  f"{hms(elapsed)}, mean {train_seconds_sum / trained:.1f} s ({cpu_seconds_sum / trained:.1f} CPU s)/training, "
+                  f"{hms(elapsed)}, mean {train_seconds_sum / trained:.1f} s "
+                  f"({cpu_seconds_sum / trained:.1f} CPU s)/training, "
                   f"ETA {hms(eta)} "
                   f"({time.strftime('%H:%M', time.localtime(time.time() + eta))})", flush=True)
     except KeyboardInterrupt:
@@ -369,10 +371,12 @@ def build(args: argparse.Namespace) -> int:
         if started_ray:
             ray.shutdown()
     left = total - first_done - trained
-    print(f"rkbench: {first_done + trained}/{total} trainings in {out} ({trained} this run, {hms(time.time() - start)}); "
+    print(f"rkbench: {first_done + trained}/{total} trainings in {out} ({trained} this run, "
+          f"{hms(time.time() - start)}); "
           f"build time so far {hms(meta['build_seconds'])}", flush=True)
     if failures:
-        print(f"rkbench: {len(failures)} trainings failed ({', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}); "
+        more = " ..." if len(failures) > 5 else ""
+        print(f"rkbench: {len(failures)} trainings failed ({', '.join(failures[:5])}{more}); "
               "run the same command to try them again", flush=True)
         return 1
     if left and args.limit is None:
@@ -438,8 +442,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         prog="build.py", description="Build (or continue) an RK-Bench table: every spec of SPACE x --seeds training "
         "seeds, trained by rksearch's proxy through Ray, one row per spec x seed x epoch. Run it again after an "
         "interruption: finished spec x seed pairs are never trained again.")
-    p.add_argument("space", nargs="?", help="an enumerable space YAML (search_spaces/rkbench.yaml); its proxy: section is the "
-                   "training recipe")
+    p.add_argument("space", nargs="?", help="an enumerable space YAML (search_spaces/rkbench.yaml); its proxy: "
+                   "section is the training recipe")
     p.add_argument("--seeds", type=int, default=2, help="training seeds 0..N-1 per spec (the data split stays "
                    "proxy.seed's); raising it later adds the new seeds (default 2)")
     p.add_argument("--out", default="benchmarks/rkbench/table.csv", help="the table; NAME.meta.json beside it "
