@@ -1,12 +1,13 @@
-"""Baseline trials in a search's study, kept out of what the sampler learns from.
+"""Baseline trials in a study of their own, ``<name>/baselines``, beside the search's study.
 
-A space's ``baselines:`` are trained as trials of the search's own Optuna study (user attrs
-``kind: baseline`` and ``baseline: <label>``), so one study holds everything measured under one
-proxy. They have values but none of the search's params, and a sampler that saw them would go
-wrong quietly: TPE would count them among its good trials, and the intersection search space of
-NSGA-II and GP would become empty, which turns both into random search. :class:`SearchedOnly`
-hands the wrapped sampler a view of the study without them; baseline trials are created directly
-in the storage, so no sampler (and no enqueued grid point) is involved in them either.
+A space's ``baselines:`` are trained under the search's proxy and recorded in the same storage,
+but in a second Optuna study: the search's study then holds only what its sampler proposed, so
+every sampler (TPE, NSGA-II/III, GP, QMC, random) works on it unchanged through Optuna's public
+API. Had they been trials of the search's study, TPE would count them among its good trials,
+and the intersection search space of NSGA-II and GP would become empty (they have none of the
+search's params). The analysis reads both studies together (:func:`rksearch.study.load_study`).
+Baseline trials also carry the user attr ``kind: baseline``; studies written before the split
+held them in the search's own study and are still read that way.
 """
 from __future__ import annotations
 
@@ -14,78 +15,39 @@ from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 KIND, BASELINE, SEARCH = "kind", "baseline", "search"
+SUFFIX = "/baselines"
+
+
+def baselines_name(study_name: str) -> str:
+    """The name of the study that holds the baselines of study ``study_name``."""
+    return study_name + SUFFIX
+
+
+def is_baselines_name(study_name: str) -> bool:
+    return study_name.endswith(SUFFIX)
 
 
 def is_baseline(user_attrs: Mapping[str, Any]) -> bool:
     return user_attrs.get(KIND) == BASELINE
 
 
-class _Searched:
-    """A study seen without its baseline trials; everything else is the study itself."""
-
-    def __init__(self, study: optuna.Study):
-        self._study = study
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if not is_baseline(t.user_attrs)]
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._get_trials(deepcopy=deepcopy, states=states)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-
-class SearchedOnly(optuna.samplers.BaseSampler):
-    """``sampler`` as if the study held only searched trials; baseline trials never reach it."""
-
-    def __init__(self, sampler: optuna.samplers.BaseSampler):
-        self.sampler = sampler
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        if is_baseline(trial.user_attrs):
-            return {}
-        return self.sampler.infer_relative_search_space(_Searched(study), trial)
-
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if is_baseline(trial.user_attrs):
-            return {}
-        return self.sampler.sample_relative(_Searched(study), trial, search_space)
-
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        return self.sampler.sample_independent(_Searched(study), trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if not is_baseline(trial.user_attrs):
-            self.sampler.before_trial(_Searched(study), trial)
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: Sequence[float] | None) -> None:
-        if not is_baseline(trial.user_attrs):
-            self.sampler.after_trial(_Searched(study), trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.sampler.reseed_rng()
+def baselines_study(storage: optuna.storages.BaseStorage, study_name: str,
+                    directions: Sequence[str]) -> optuna.Study:
+    """The baselines' study of ``study_name`` in ``storage``, created when missing. Its sampler
+    never proposes anything: a baseline trial has no params."""
+    return optuna.create_study(study_name=baselines_name(study_name), storage=storage, directions=list(directions),
+                               sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
 
 
 def start_baseline_trial(study: optuna.Study, user_attrs: Mapping[str, Any]) -> optuna.Trial:
-    """A RUNNING trial created with its attrs in one step (``kind: baseline`` added), never by
-    ``study.ask()``: that would consult the sampler and pop an enqueued trial."""
-    template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs={**user_attrs, KIND: BASELINE})
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return optuna.Trial(study, trial_id)
+    """A RUNNING trial of the baselines' ``study`` with ``user_attrs`` (``kind: baseline`` added)."""
+    trial = study.ask()
+    for k, v in {**user_attrs, KIND: BASELINE}.items():
+        trial.set_user_attr(k, v)
+    return trial
 
 
 def trained_baselines(trials: Sequence[FrozenTrial], done: Container[str]) -> set[str]:

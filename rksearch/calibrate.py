@@ -438,9 +438,10 @@ def calibrate(
     calib = dataclasses.replace(space, name=f"{space.name}-calibrate")
     study_dir, _ = prepare_study_dir(calib, Path(out), fresh, None)  # a calibration is its folder's own database
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=open_storage(default_storage(study_dir)), study_name=calib.name,
-                                direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
-    fail_stale_trials(study)
+    storage = open_storage(default_storage(study_dir))
+    study = optuna.create_study(storage=storage, study_name=calib.name, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+    fail_stale_trials(study, storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy"])

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .baseline_trials import BASELINE
+from .baseline_trials import BASELINE, SEARCH
 from .baselines import AnySpec
 from .errors import RKSearchError
 from .pareto import front
 from .spec import save_spec
 from .study import Study, load_study
 
-PICKS = ("knee", "best-accuracy", "min-flops", "trial:N")
+PICKS = ("knee", "best-accuracy", "min-flops", "trial:N", "baseline:N")
 _AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -37,7 +37,7 @@ class Pick:
     """One trial chosen from a study, and why."""
 
     study: Study
-    number: int
+    number: int  # in the search's study, or for a baseline (``row["kind"]``) in the baselines' study
     spec: AnySpec
     row: pd.Series
     reason: str
@@ -49,7 +49,7 @@ class Pick:
         n = int(r["epochs"]) if pd.notna(r.get("epochs")) else None
         epochs = f" after {n} epoch{'s' * (n != 1)}" if n is not None else ""
         return (
-            f"exported by rksearch export from study {s.name} ({s.path}), trial {self.number} ({r['state'].lower()})\n"
+            f"exported by rksearch export from study {s.name} ({s.path}), {self.what} ({r['state'].lower()})\n"
             f"picked: {self.reason}\n"
             f"proxy accuracy {_fmt(r['accuracy'], '.4f')}{epochs}" + (f" (proxy: {proxy})" if proxy else "") + "\n"
             f"full spec: {_fmt(r['flops'] / 1e9, '.4f')} GFLOPs, {_fmt(r['params'] / 1e6, '.4f')} M params\n"
@@ -57,19 +57,27 @@ class Pick:
         )
 
 
+    @property
+    def what(self) -> str:
+        """``trial N`` or ``baseline N``."""
+        return f"{'baseline' if self.row['kind'] == BASELINE else 'trial'} {self.number}"
+
+
 def _fmt(v: float, f: str) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, f)
 
 
-def _trial_number(how: str) -> int | None:
-    if not how.startswith("trial:"):
+def _trial_number(how: str) -> tuple[str, int] | None:
+    """(kind, N) of ``trial:N`` (a searched trial) or ``baseline:N``; None for the other picks."""
+    kind, sep, n = how.partition(":")
+    if not sep or kind not in ("trial", BASELINE):
         if how not in PICKS[:3]:
             raise RKSearchError(f"unknown pick {how!r}; expected one of {', '.join(PICKS)}", field="--pick")
         return None
     try:
-        return int(how.split(":", 1)[1])
+        return (SEARCH if kind == "trial" else BASELINE), int(n)
     except ValueError:
-        raise RKSearchError(f"expected trial:N with an integer N, got {how!r}", field="--pick") from None
+        raise RKSearchError(f"expected {kind}:N with an integer N, got {how!r}", field="--pick") from None
 
 
 def _limits(max_flops: float | str | None, max_params: float | str | None) -> list[tuple[str, float, str]]:
@@ -85,16 +93,16 @@ def _limits(max_flops: float | str | None, max_params: float | str | None) -> li
 
 def pick(study: Study, how: str = "knee", *, max_flops: float | str | None = None,
          max_params: float | str | None = None) -> Pick:
-    """The trial ``how`` names: ``knee``, ``best-accuracy``, ``min-flops`` or ``trial:N``.
+    """The trial ``how`` names: ``knee``, ``best-accuracy``, ``min-flops``, ``trial:N`` or ``baseline:N``.
 
     ``max_flops`` / ``max_params`` bound the full spec's counts. Only COMPLETE searched trials are
     candidates for the first three (a baseline is not what the search found); ``trial:N`` may name
-    a pruned trial (its accuracy is partial) or a baseline.
+    a pruned trial (its accuracy is partial), ``baseline:N`` a baseline (numbered in its own study).
     """
     number = _trial_number(how)
     limits = _limits(max_flops, max_params)
     if number is not None:
-        return _explicit(study, number, limits)
+        return _explicit(study, *number, limits)
     done = study.completed
     pool = done
     for col, lim, _ in limits:
@@ -129,28 +137,31 @@ def pick(study: Study, how: str = "knee", *, max_flops: float | str | None = Non
     return _make(study, int(ranked["number"].iloc[0]), f"{word} of {among}")
 
 
-def _explicit(study: Study, number: int, limits: list[tuple[str, float, str]]) -> Pick:
-    rows = study.trials[study.trials["number"] == number]
+def _explicit(study: Study, kind: str, number: int, limits: list[tuple[str, float, str]]) -> Pick:
+    of_kind = study.trials[study.trials["kind"] == kind]
+    what = "trial" if kind == SEARCH else BASELINE
+    rows = of_kind[of_kind["number"] == number]
     if rows.empty:
-        last = int(study.trials["number"].max()) if len(study.trials) else -1
-        raise RKSearchError(f"no trial {number} (trials are numbered 0..{last})", source=study.path, field="--pick")
+        known = f"{what}s are numbered 0..{int(of_kind['number'].max())}" if len(of_kind) else f"the study has no {what}s"
+        raise RKSearchError(f"no {what} {number} ({known})", source=study.path, field="--pick")
     row = rows.iloc[0]
     if row["state"] not in ("COMPLETE", "PRUNED"):
-        raise RKSearchError(f"trial {number} is {row['state']}: it has no measured accuracy", source=study.path, field="--pick")
+        raise RKSearchError(f"{what} {number} is {row['state']}: it has no measured accuracy", source=study.path, field="--pick")
     for col, lim, flag in limits:
         if not row[col] <= lim:
-            raise RKSearchError(f"trial {number} has {col} {row[col]:.4g} > {lim:.4g}", source=study.path, field=flag)
+            raise RKSearchError(f"{what} {number} has {col} {row[col]:.4g} > {lim:.4g}", source=study.path, field=flag)
     reason = "asked for by number"
-    if row["kind"] == BASELINE:
+    if kind == BASELINE:
         reason += f"; a baseline ({row['name']}), trained beside the search, not found by it"
     if row["state"] == "PRUNED":
         reason += "; it was PRUNED, so its accuracy comes from a shortened proxy"
-    return _make(study, number, reason)
+    return _make(study, number, reason, kind)
 
 
-def _make(study: Study, number: int, reason: str) -> Pick:
-    row = study.trials[study.trials["number"] == number].iloc[0]
-    return Pick(study, number, study.spec(number), row, reason)
+def _make(study: Study, number: int, reason: str, kind: str = SEARCH) -> Pick:
+    trials = study.trials[study.trials["kind"] == kind]
+    row = trials[trials["number"] == number].iloc[0]
+    return Pick(study, number, study.spec(number, kind), row, reason)
 
 
 def export(study_dir: str | Path, out: str | Path, how: str = "knee", *, max_flops: float | None = None,

@@ -251,7 +251,7 @@ def front(
 
 def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = None,
                         reference: dict[str, float] | None = None) -> pd.DataFrame:
-    """Hypervolume of the completed trials numbered <= n, for every trial number n.
+    """Hypervolume of the completed searched trials numbered <= n, for every searched trial number n.
 
     Columns ``number``, ``state``, ``hypervolume`` (display units, as :attr:`Front.hv_unit`).
     """
@@ -261,7 +261,7 @@ def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = N
     r = np.array([ref[o] for o in objectives]) * _scale(objectives)
     usable = ~np.isnan(r).any()
     done = set(_measured(study, objectives)["number"])
-    trials = study.trials.sort_values("number")
+    trials = study.trials[study.trials["kind"] == "search"].sort_values("number")  # baselines: never on the front
     pts = np.empty((0, len(objectives)))
     hv, out = 0.0, []
     for _, row in trials.iterrows():

@@ -72,7 +72,7 @@ class ParetoReport:
         if b.empty:
             return []
         return ["baselines (same proxy, not on the front or in the hypervolume):"] + [
-            f"  trial {int(r['number'])} {r['name']}: accuracy {_cell(r['accuracy'], 'accuracy')} %, "
+            f"  baseline {int(r['number'])} {r['name']}: accuracy {_cell(r['accuracy'], 'accuracy')} %, "
             f"{_cell(r['flops'], 'flops')} GFLOPs, {_cell(r['params'], 'params')} M params" for _, r in b.iterrows()]
 
     def html(self, *, paper: bool = False, include_plotlyjs: bool | str = True) -> str:

@@ -28,10 +28,10 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from .baseline_trials import BASELINE, SearchedOnly, is_baseline, start_baseline_trial, trained_baselines
+from .baseline_trials import (BASELINE, SEARCH, baselines_name, baselines_study, is_baseline, start_baseline_trial,
+                              trained_baselines)
 from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
 from .files import write_text
@@ -39,7 +39,7 @@ from .prescreen import enqueue_prescreened
 from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
-from .stopping import shielded, terminated
+from .stopping import raise_if_swallowed, shielded, terminated
 from .spec import RKNetSpec
 from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_error, storage_of
 
@@ -111,12 +111,10 @@ def _enable_wal(path: Path) -> None:
 
 
 def make_sampler(space: SearchSpace, trials_before: int = 0) -> optuna.samplers.BaseSampler:
-    """The space's sampler, blind to baseline trials (see :mod:`rksearch.baseline_trials`).
-
-    A continued study seeds it with the seed plus the trials it already holds: reproducible, and
+    """The space's sampler. A continued study seeds it with the seed plus the trials it already holds: reproducible, and
     not the fresh run's random draws again (they would all be settled as duplicates)."""
     seed = None if space.search.seed is None else space.search.seed + trials_before
-    return SearchedOnly(_sampler(space, seed))
+    return _sampler(space, seed)
 
 
 def _sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -125,10 +123,17 @@ def _sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSample
         with warnings.catch_warnings():  # group=True is "experimental" and the right thing for conditional spaces
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    population = max(4, min(50, space.search.trials // 4))
     if s == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.search.trials // 4)))
-    if s == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if s == "gp":  # the per-period choices come and go with the period count: sampled independently, by design
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    with warnings.catch_warnings():  # NSGA-III and QMC are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if s == "nsga3":
+            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
+        if s == "qmc":  # categorical choices (most of a space) are sampled independently, at random
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.RandomSampler(seed=seed)  # random, and grid (points are enqueued)
 
 
@@ -159,62 +164,86 @@ def _trials_in(storage: optuna.storages.BaseStorage, name: str) -> int:
         return 0
 
 
-class RKSearcher(OptunaSearch):
-    """OptunaSearch that settles infeasible and repeated candidates without training them and
-    records every trial's outcome in the study. The space's baselines not yet trained in the
-    study come first, each as a trial of its own that no sampler sees."""
+class RKSearcher(Searcher):
+    """Ray Tune's searcher over an Optuna study, through Optuna's ask-and-tell API.
+
+    Each Tune trial is an Optuna trial asked from the study and filled by the space's
+    define-by-run program. Candidates that break a constraint or repeat a trained spec are settled
+    at sampling time (FAIL, outcome rejected/duplicate), never trained, and every trial lands with
+    its outcome, spec and measurements as user attributes. The space's baselines not yet trained
+    come first, each a trial of the baselines' own study (:mod:`rksearch.baseline_trials`), which
+    no sampler sees.
+    """
 
     def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str,
-                 target: int | None = None, **kwargs: Any):
+                 target: int | None = None):
+        super().__init__(metric=list(space.objectives),
+                         mode=["max" if o in MAXIMIZE else "min" for o in space.objectives])
         self.space = space
         self.driver = driver
         self.target = target  # searched trials the study should have done: other drivers' count too
         self.tally = Tally()
         self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
         self._baselines_taken: set[str] = set()  # spec keys of baselines trained or training
+        self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> the Optuna trial it runs
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
         self.proxy = space.proxy.model_copy(update={"root": str(Path(root).resolve()) if root else None}).model_dump()
-        super().__init__(
-            space=self._define_by_run,
-            metric=list(space.objectives),
-            mode=["max" if o in MAXIMIZE else "min" for o in space.objectives],
-            sampler=make_sampler(space, _trials_in(storage, space.name)),
-            study_name=space.name,
-            storage=storage,
-            **kwargs,
-        )
-        done = trained_baselines(self._ot_study.get_trials(deepcopy=False), DONE)
+        directions = ["maximize" if o in MAXIMIZE else "minimize" for o in space.objectives]
+        self.study = optuna.create_study(study_name=space.name, storage=storage, directions=directions,
+                                         sampler=make_sampler(space, _trials_in(storage, space.name)),
+                                         load_if_exists=True)
+        self.baselines_study: optuna.Study | None = None
+        if space.baselines or _trials_in(storage, baselines_name(space.name)):
+            self.baselines_study = baselines_study(storage, space.name, directions)
+        done = trained_baselines(self._baseline_trials(), DONE)
         # the baselines this run trains, in the space's order, each tried once per run
         self.pending_baselines = [b for b in space.baselines if spec_key(b.spec) not in done]
 
+    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
+        """The space is the define-by-run program given at construction; Tune's config stays empty."""
+        return True
+
+    def __getstate__(self) -> dict:
+        """What Tune pickles of the searcher (its ``tuner.pkl``, never read back here): not the
+        studies, whose storage may hold a password and whose sampler may not pickle (Optuna 5.1's
+        NSGA-II holds a lock); the study in the storage is the searcher's state."""
+        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {}}
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the study in the storage is the searcher's whole state (and no storage
+        URL, which may hold a password, is written into Tune's checkpoint folder)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See :meth:`save`."""
+
     @property
-    def study(self) -> optuna.Study:
-        return self._ot_study
+    def studies(self) -> list[optuna.Study]:
+        """The search's study, and the baselines' study where there is one."""
+        return [self.study] + ([self.baselines_study] if self.baselines_study is not None else [])
 
-    def _define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
-        trial.set_user_attr("driver", self.driver)  # at once: another driver starting fails unclaimed trials
-        spec = self.space.suggest(trial)
-        return {"spec": spec.to_dict(), "trial_number": trial.number}
+    def _baseline_trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.baselines_study.get_trials(deepcopy=False) if self.baselines_study is not None else []
 
-    def _sync(self, besides: int | None = None) -> int:
-        """Re-read the study, which other drivers may share, so that no driver trains a spec twice:
-        the specs done or in training by a live driver (searched ones in ``_trained``, trial
-        ``besides`` left out; baselines in ``_baselines_taken``). Returns the searched trials done
-        or in training here, which the target counts."""
+    def _sync(self, besides: tuple[str, int] | None = None) -> int:
+        """Re-read the studies, which other drivers may share, so that no driver trains a spec twice:
+        the specs done or in training by a live driver (searched ones in ``_trained``, baselines in
+        ``_baselines_taken``; ``besides``, a (kind, trial number), left out). Returns the searched
+        trials done or in training here, which the target counts."""
         self._trained, self._baselines_taken, counted = {}, set(), 0
-        for t in self._ot_study.get_trials(deepcopy=False):
-            a = t.user_attrs
-            if not a.get("spec_key") or t.number == besides:
-                continue
-            done = a.get("outcome") in DONE
-            training = t.state == TrialState.RUNNING and "outcome" not in a and _alive(a.get("driver", ""))
-            if is_baseline(a):
+        for kind, trials in ((SEARCH, self.study.get_trials(deepcopy=False)), (BASELINE, self._baseline_trials())):
+            for t in trials:
+                a = t.user_attrs
+                if not a.get("spec_key") or (kind, t.number) == besides:
+                    continue
+                done = a.get("outcome") in DONE
+                training = t.state == TrialState.RUNNING and "outcome" not in a and _alive(a.get("driver", ""))
+                if kind == BASELINE:
+                    if done or training:
+                        self._baselines_taken.add(a["spec_key"])
+                    continue
                 if done or training:
-                    self._baselines_taken.add(a["spec_key"])
-                continue
-            if done or training:
-                self._trained.setdefault(a["spec_key"], t.number)
-            counted += done or (training and a.get("driver") == self.driver)
+                    self._trained.setdefault(a["spec_key"], t.number)
+                counted += done or (training and a.get("driver") == self.driver)
         return counted
 
     def suggest(self, trial_id: str) -> Optional[dict]:
@@ -226,9 +255,9 @@ class RKSearcher(OptunaSearch):
         if counted >= (self.target if self.target is not None else math.inf):
             return Searcher.FINISHED
         for _ in range(MAX_PROPOSALS):
-            config = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
-            spec = RKNetSpec.from_dict(config["spec"])
+            ot_trial = self.study.ask()
+            ot_trial.set_user_attr("driver", self.driver)  # at once: another driver starting fails unclaimed trials
+            spec = self.space.suggest(ot_trial)
             c = spec.count()
             key = spec_key(spec)
             for k, v in {"spec": spec.to_yaml(), "spec_key": key, "name": spec.name, "flops": c.flops,
@@ -242,20 +271,19 @@ class RKSearcher(OptunaSearch):
                 reason, outcome = f"breaks a constraint ({_describe_violation(self.space, c)})", REJECTED
             else:
                 if key not in self._trained:  # look again, now that this trial claims the spec: of two
-                    self._sync(besides=ot_trial.number)  # drivers proposing it at once, at least one sees the other
+                    self._sync(besides=(SEARCH, ot_trial.number))  # drivers proposing it at once, one sees the other
                 if key in self._trained:
                     reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
                     ot_trial.set_user_attr("duplicate_of", self._trained[key])
             if reason is None:
+                self._live[trial_id] = ot_trial
                 self.tally.running += 1
-                config["proxy"] = self.proxy
-                config["objectives"] = list(self.space.objectives)
-                return config
+                return {"spec": spec.to_dict(), "trial_number": ot_trial.number, "proxy": self.proxy,
+                        "objectives": list(self.space.objectives)}
             ot_trial.set_user_attr("outcome", outcome)
             ot_trial.set_user_attr("reason", reason)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self.study.tell(ot_trial, state=TrialState.FAIL)
             self.tally.skipped += 1
-            del self._ot_trials[trial_id]
         raise SearchAborted(
             f"{MAX_PROPOSALS} proposals in a row broke a constraint or repeated a trained spec: the space is "
             "exhausted or its constraints leave (almost) nothing; loosen constraints or enlarge the space",
@@ -268,28 +296,27 @@ class RKSearcher(OptunaSearch):
         if key in self._baselines_taken:
             return None
         c = spec.count()
-        ot_trial = start_baseline_trial(self._ot_study, {
+        ot_trial = start_baseline_trial(self.baselines_study, {
             "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": key,
             "name": baseline.label, "flops": c.flops, "params": c.params})
-        self._sync(besides=ot_trial.number)  # claimed, then looked: as for a searched spec
+        self._sync(besides=(BASELINE, ot_trial.number))  # claimed, then looked: as for a searched spec
         if key in self._baselines_taken:
             for k, v in {"outcome": DUPLICATE, "reason": "another driver trains this baseline"}.items():
                 ot_trial.set_user_attr(k, v)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self.baselines_study.tell(ot_trial, state=TrialState.FAIL)
             return None
-        self._ot_trials[trial_id] = ot_trial
+        self._live[trial_id] = ot_trial
         self.tally.running += 1
-        return {"spec": spec.to_dict(), "trial_number": ot_trial.number, BASELINE: baseline.label,
+        return {"spec": spec.to_dict(), "trial_number": f"b{ot_trial.number}", BASELINE: baseline.label,
                 "proxy": self.proxy, "objectives": list(self.space.objectives)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Multi-objective Optuna takes no intermediate values; nothing to do here."""
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        ot_trial = self._live.pop(trial_id, None)
+        if ot_trial is None:
             return
-        ot_trial = self._ot_trials.pop(trial_id)
-        self._completed_trials.add(trial_id)
         self.tally.running = max(0, self.tally.running - 1)
         result = result or {}
         attrs = {k: result[k] for k in _RESULT_ATTRS if k in result and result[k] is not None}
@@ -317,7 +344,7 @@ class RKSearcher(OptunaSearch):
         self.tally.train_seconds += float(result.get("seconds") or result.get("time_total_s") or 0.0)
         for k, v in {**attrs, "outcome": outcome}.items():
             ot_trial.set_user_attr(k, v)
-        self._ot_study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
+        ot_trial.study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
 
 
 _RESULT_ATTRS = ("accuracy", "epochs", "epoch", "seconds", "train_seconds", "images_per_s", "trained_flops",
@@ -490,10 +517,11 @@ def _alive(driver: str) -> bool:
     return True
 
 
-def fail_stale_trials(study: optuna.Study, *, shared: bool = False) -> int:
-    """Mark FAIL the trials a dead driver left RUNNING; returns how many. In a ``shared`` storage
-    a trial no driver has claimed yet is left alone while it is young: another driver may be
-    proposing it right now (in a folder's own database it is a killed driver's)."""
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage, *, shared: bool = False) -> int:
+    """Mark FAIL the trials a dead driver left RUNNING in ``study`` (held in ``storage``); returns
+    how many. In a ``shared`` storage a trial no driver has claimed yet is left alone while it is
+    young: another driver may be proposing it right now (in a folder's own database it is a killed
+    driver's)."""
     n = 0
     cutoff = datetime.datetime.now() - datetime.timedelta(minutes=10 if shared else 0)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -502,15 +530,21 @@ def fail_stale_trials(study: optuna.Study, *, shared: bool = False) -> int:
             continue
         if driver is None and t.datetime_start > cutoff:
             continue
-        _fail(study, t, "its driver died before the trial finished")
+        fail_trial(study, storage, t.number, "its driver died before the trial finished")
         n += 1
     return n
 
 
-def _fail(study: optuna.Study, t: optuna.trial.FrozenTrial, reason: str) -> None:
-    study._storage.set_trial_user_attr(t._trial_id, "outcome", FAILED)
-    study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+def fail_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int, reason: str) -> None:
+    """End trial ``number`` of ``study``, RUNNING and not this process's to tell, as FAIL with
+    ``reason``. Its handle comes from the storage's public API (the id of a frozen trial is not
+    public in Optuna)."""
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
+                                                                number)
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr("outcome", FAILED)
+    trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def count_done(study: optuna.Study) -> int:
@@ -676,33 +710,43 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
         return aside
     rdb = open_storage(external, **given)
     names = {s.study_name for s in rdb.get_all_studies()}
-    moving = study_dir.name in names
+    moving = [n for n in (study_dir.name, baselines_name(study_dir.name)) if n in names]  # the baselines' study too
     if moving:
-        _refuse_running(_live_trials(rdb, study_dir.name), study_dir)
-        if aside.name in names:
+        _refuse_running([n for m in moving for n in _live_trials(rdb, m)], study_dir)
+        if any(_aside_name(m, study_dir, aside) in names for m in moving):
             raise RKSearchError(f"{shown_url(external)} holds a study {aside.name} already; try again in a second",
                                 source=study_dir, field="--fresh")
+        copied = []
         try:
-            optuna.copy_study(from_study_name=study_dir.name, from_storage=rdb, to_storage=rdb,
-                              to_study_name=aside.name)
+            for m in moving:
+                optuna.copy_study(from_study_name=m, from_storage=rdb, to_storage=rdb,
+                                  to_study_name=_aside_name(m, study_dir, aside))
+                copied.append(m)
         except Exception as e:  # sqlalchemy and optuna raise many types
+            for m in copied:
+                optuna.delete_study(study_name=_aside_name(m, study_dir, aside), storage=rdb)
             raise RKSearchError(f"cannot copy the study aside in {shown_url(external)}: {storage_error(e)}; "
                                 "nothing was moved", source=study_dir, field="--fresh") from None
     if folder:
         try:
             _rename(study_dir, aside)
         except RKSearchError:
-            if moving:  # leave the storage as it was, too
-                optuna.delete_study(study_name=aside.name, storage=rdb)
+            for m in moving:  # leave the storage as it was, too
+                optuna.delete_study(study_name=_aside_name(m, study_dir, aside), storage=rdb)
             raise
-    if moving:
+    for m in moving:
         try:
-            optuna.delete_study(study_name=study_dir.name, storage=rdb)
+            optuna.delete_study(study_name=m, storage=rdb)
         except Exception as e:
-            raise RKSearchError(f"the study was copied to {aside.name} but not deleted under its old name "
+            raise RKSearchError(f"the study was copied to {_aside_name(m, study_dir, aside)} but not deleted under its old name "
                                 f"({storage_error(e)}); delete it (optuna delete-study) and run again",
                                 source=study_dir, field="--fresh") from None
     return aside if folder else None
+
+
+def _aside_name(study_name: str, study_dir: Path, aside: Path) -> str:
+    """Where ``--fresh`` copies study ``study_name``, the search's or its baselines' (``<name>/baselines``)."""
+    return aside.name + study_name[len(study_dir.name):]
 
 
 def _rename(study_dir: Path, aside: Path) -> None:
@@ -851,7 +895,8 @@ def run_search(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(space.objectives))
     shared = url != default_storage(study_dir)  # other drivers may use it: their unclaimed trials are not ours
-    fail_stale_trials(study, shared=shared)
+    for each in searcher.studies:
+        fail_stale_trials(each, rdb, shared=shared)
     if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
         for params in space.enumerate_params():
             study.enqueue_trial(params, skip_if_exists=True)
@@ -866,7 +911,7 @@ def run_search(
                 grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
                 reduction_factor=space.search.scheduler.reduction_factor,
             )
-        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(study, study_dir, url, shared=shared):
+        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(searcher.studies, rdb, study_dir, url, shared=shared):
             while done < wanted or searcher.pending_baselines:
                 if searcher.tally.failed > max_failures:
                     break
@@ -899,7 +944,8 @@ def run_search(
 
 
 @contextmanager
-def _settled(study: optuna.Study, study_dir: Path, url: str, *, shared: bool) -> Iterator[None]:
+def _settled(studies: list[optuna.Study], storage: optuna.storages.BaseStorage, study_dir: Path, url: str, *,
+             shared: bool) -> Iterator[None]:
     """No trial of this driver stays RUNNING when the search ends, is interrupted or stops itself.
     On Ctrl-C or SIGTERM its running trials end FAIL, the outputs are written, and the interrupt
     goes on to the caller (exit status 130 or 143), so ``run && export`` stops; on a stop (too
@@ -909,10 +955,11 @@ def _settled(study: optuna.Study, study_dir: Path, url: str, *, shared: bool) ->
     me = driver_id()
 
     def fail_running(why: str, *, unclaimed: bool) -> None:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            # unclaimed: a trial without a driver was created and interrupted before it had any attrs
-            if t.user_attrs.get("driver", me if unclaimed else None) == me and t.datetime_start >= started:
-                _fail(study, t, why)
+        for study in studies:
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # unclaimed: a trial without a driver was created and interrupted before it had any attrs
+                if t.user_attrs.get("driver", me if unclaimed else None) == me and t.datetime_start >= started:
+                    fail_trial(study, storage, t.number, why)
 
     try:
         yield
@@ -932,8 +979,12 @@ def _settled(study: optuna.Study, study_dir: Path, url: str, *, shared: bool) ->
 
 
 class _SearchedASHA(ASHAScheduler):
-    """ASHA over the searched trials only: a baseline gets the whole proxy, and its accuracy
-    never moves a rung's cut-off for the candidates."""
+    """ASHA over the searched trials only: a baseline never enters a bracket, gets the whole
+    proxy, and its accuracy never moves a rung's cut-off for the candidates."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if not trial.config.get(BASELINE):
+            super().on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if trial.config.get(BASELINE):
@@ -941,10 +992,12 @@ class _SearchedASHA(ASHAScheduler):
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        if trial.config.get(BASELINE):
-            self._trial_info.pop(trial.trial_id, None)
-            return
-        super().on_trial_complete(tune_controller, trial, result)
+        if not trial.config.get(BASELINE):
+            super().on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        if not trial.config.get(BASELINE):
+            super().on_trial_remove(tune_controller, trial)
 
 
 class _FailureStop(Stopper):
@@ -956,7 +1009,8 @@ class _FailureStop(Stopper):
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
-    def stop_all(self) -> bool:
+    def stop_all(self) -> bool:  # Tune asks at every step of its loop
+        raise_if_swallowed()
         return self.searcher.tally.failed > self.max_failures
 
 

@@ -355,4 +355,4 @@ def _check_search(space: SearchSpace, chk: Checker) -> None:
             f"{scheduler.grace_epochs} is more than proxy.epochs ({space.proxy.epochs}); ASHA could never stop a trial",
         )
     if space.search.sampler == "grid" and space.size() > GRID_LIMIT:
-        raise chk.fail("search.sampler", f"grid over {space.size():,} specs; grid enumerates at most {GRID_LIMIT:,}: use tpe, nsga2, gp or random")
+        raise chk.fail("search.sampler", f"grid over {space.size():,} specs; grid enumerates at most {GRID_LIMIT:,}: use tpe, nsga2, nsga3, gp, qmc or random")

@@ -80,7 +80,7 @@ class PrescreenConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    sampler: Literal["tpe", "nsga2", "gp", "random", "grid"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "nsga3", "gp", "qmc", "random", "grid"] = "tpe"
     trials: int = Field(default=20, ge=1)
     concurrency: int = Field(default=1, ge=1)
     seed: Optional[int] = None

@@ -21,9 +21,21 @@ class OnSigterm:
 
     def __init__(self) -> None:
         self.received = False
+        self.raised_again = False
 
     def __call__(self, signum: int, frame: object) -> None:
         self.received = True
+        raise Terminated()
+
+
+def raise_if_swallowed() -> None:
+    """Raise :class:`Terminated` once more where a SIGTERM was received but its exception was lost:
+    a handler that runs inside a weakref callback or ``__del__`` raises where Python ignores
+    exceptions ("Exception ignored in ..."), and the search went on to the end with status 0. A
+    loop that can stop calls this at every step."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if isinstance(handler, OnSigterm) and handler.received and not handler.raised_again:
+        handler.raised_again = True
         raise Terminated()
 
 

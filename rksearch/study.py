@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .baseline_trials import BASELINE, KIND, SEARCH, is_baseline
+from .baseline_trials import BASELINE, KIND, SEARCH, baselines_name, is_baseline, is_baselines_name
 from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
 from .spec import RKNetSpec, parse_yaml
@@ -95,6 +95,7 @@ class Study:
     proxy: dict[str, Any]
     trials: pd.DataFrame
     specs: dict[int, AnySpec] = field(repr=False, default_factory=dict)
+    baseline_specs: dict[int, AnySpec] = field(repr=False, default_factory=dict)  # by number in <name>/baselines
     url: str = ""  # the Optuna storage URL it was read from
     source: str = ""  # what messages name: the database file, or the URL with any password masked
 
@@ -126,12 +127,14 @@ class Study:
     def state_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.trials["state"].value_counts().items()}
 
-    def spec(self, number: int) -> AnySpec:
-        """The full spec trial ``number`` evaluated."""
+    def spec(self, number: int, kind: str = SEARCH) -> AnySpec:
+        """The full spec trial ``number`` evaluated: a searched trial, or with ``kind="baseline"``
+        baseline ``number`` (its number in the baselines' study)."""
         try:
-            return self.specs[number]
+            return (self.baseline_specs if kind == BASELINE else self.specs)[number]
         except KeyError:
-            raise RKSearchError(f"trial {number} has no spec", source=self.source, field="user_attrs.spec") from None
+            what = "baseline" if kind == BASELINE else "trial"
+            raise RKSearchError(f"{what} {number} has no spec", source=self.source, field="user_attrs.spec") from None
 
     def summary(self) -> str:
         counts = self.state_counts()
@@ -192,7 +195,11 @@ def _load_optuna(url: str, name: str, source: str | Path):
         raise RKSearchError(f"cannot open the storage: {storage_error(e)}", source=source) from None
     try:
         study = optuna.load_study(study_name=name, storage=storage)
-        return study, study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False)
+        held = {s.study_name for s in storage.get_all_studies()}
+        baselines = optuna.load_study(study_name=baselines_name(name), storage=storage) \
+            if baselines_name(name) in held else None
+        return study, trials, baselines.get_trials(deepcopy=False) if baselines is not None else []
     except KeyError:
         held = ", ".join(repr(s.study_name) for s in storage.get_all_studies()) or "no study"
         raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)",
@@ -274,14 +281,15 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
     else:
         db = _folder_db(path)
         names = _check_db(db)
-        if given is None and len(names) == 1:
-            name = names[0]
+        searches = [n for n in names if not is_baselines_name(n)]  # a study's baselines live beside it
+        if given is None and len(searches) == 1:
+            name = searches[0]
         if name not in names:
-            held = ", ".join(repr(n) for n in names) or "no study"
+            held = ", ".join(repr(n) for n in searches) or "no study"
             raise RKSearchError(f"holds {held}, not study {name!r} (a study folder is named after its study)", source=db)
         url, source = reader_url(db), db
         opened = source
-    ostudy, trials = _load_optuna(url, name, opened)
+    ostudy, trials, baselines = _load_optuna(url, name, opened)
     attrs = ostudy.user_attrs
     objectives = _objectives(attrs.get("objectives", list(DEFAULT_OBJECTIVES)), source)
     stored = tuple(d.name.lower() for d in ostudy.directions)
@@ -292,11 +300,14 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
             source=source, field="user_attrs.objectives",
         )
     specs: dict[int, AnySpec] = {}
-    frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=source)
+    baseline_specs: dict[int, AnySpec] = {}
+    frame = trials_frame(ostudy, objectives, trials=trials, specs=specs, source=source, baselines=baselines,
+                         baseline_specs=baseline_specs)
     return Study(
         path=path, name=name, objectives=objectives,
         reference_point=_reference(attrs.get("reference_point"), objectives, source),
-        space=attrs.get("space"), proxy=attrs.get("proxy") or {}, trials=frame, specs=specs, url=url,
+        space=attrs.get("space"), proxy=attrs.get("proxy") or {}, trials=frame, specs=specs,
+        baseline_specs=baseline_specs, url=url,
         source=str(source),
     )
 
@@ -325,16 +336,22 @@ def _check_sqlite_url(url: str, source: str | Path) -> None:
 
 
 def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list | None = None,
-                 specs: dict[int, AnySpec] | None = None, source: str | Path | None = None) -> pd.DataFrame:
-    """One row per trial of an ``optuna.Study`` (what :attr:`Study.trials` holds).
+                 specs: dict[int, AnySpec] | None = None, source: str | Path | None = None,
+                 baselines: Sequence = (), baseline_specs: dict[int, AnySpec] | None = None) -> pd.DataFrame:
+    """One row per trial of an ``optuna.Study`` (what :attr:`Study.trials` holds), then one per
+    trial of its baselines' study, ``baselines`` (``kind`` tells them apart; each is numbered
+    in its own study).
 
-    ``objectives`` default to the study's ``objectives`` attr; ``specs``, when given, receives
-    each trial's parsed spec by number.
+    ``objectives`` default to the study's ``objectives`` attr; ``specs`` and ``baseline_specs``,
+    when given, receive each trial's parsed spec by number.
     """
     objectives = tuple(objectives or study.user_attrs.get("objectives", DEFAULT_OBJECTIVES))
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     specs = {} if specs is None else specs
-    rows = [_row(t, objectives, specs, source or study.study_name) for t in trials]
+    baseline_specs = {} if baseline_specs is None else baseline_specs
+    where = source or study.study_name
+    rows = [_row(t, objectives, specs, where) for t in trials]
+    rows += [_row(t, objectives, baseline_specs, where, kind=BASELINE) for t in baselines]
     frame = pd.DataFrame(rows, columns=_columns(rows, objectives))
     for c in (*OBJECTIVES, *NUMERIC_ATTRS):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
@@ -366,10 +383,11 @@ def _reference(value: Any, objectives: Sequence[str], db: str | Path) -> dict[st
     return ref
 
 
-def _row(trial, objectives: Sequence[str], specs: dict[int, AnySpec], db: str | Path) -> dict[str, Any]:
+def _row(trial, objectives: Sequence[str], specs: dict[int, AnySpec], db: str | Path,
+         kind: str | None = None) -> dict[str, Any]:
     ua = trial.user_attrs
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
-                           KIND: BASELINE if is_baseline(ua) else SEARCH}
+                           KIND: kind or (BASELINE if is_baseline(ua) else SEARCH)}
     row.update({a: ua.get(a) for a in TRIAL_ATTRS})
     text = ua.get("spec")
     spec = None

@@ -71,16 +71,17 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
         assert "the study is in postgresql://postgres@127.0.0.1" in logs[d][0].read_text()
 
     trials = optuna.load_study(study_name="shared", storage=postgres).trials
-    baseline = [t for t in trials if t.user_attrs.get("kind") == "baseline" and t.state.name == "COMPLETE"]
+    baselines = optuna.load_study(study_name="shared/baselines", storage=postgres).trials
+    baseline = [t for t in baselines if t.user_attrs.get("kind") == "baseline" and t.state.name == "COMPLETE"]
     assert len(baseline) == 1  # one driver trains it; the other sees it taken
-    done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned") and t not in baseline]
+    done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
     assert 8 <= len(done) <= 9, [(t.number, t.user_attrs.get("outcome")) for t in trials]
     assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # no spec trained twice
     assert len({t.user_attrs["driver"] for t in done}) == 2  # both drivers trained
     for d in "ab":  # each folder records the server, and reads the whole study from it
         folder = tmp_path / d / "shared"
         assert (folder / "storage.url").read_text().strip() == postgres and not (folder / "optuna.db").exists()
-        assert len(load_study(folder).trials) == len(trials)
+        assert len(load_study(folder).trials) == len(trials) + len(baselines)
         assert len((folder / "trials.csv").read_text().splitlines()) >= len(done) + 1
 
     r = rksearch("export", str(tmp_path / "a" / "shared"), "-o", str(tmp_path / "best.yaml"))
@@ -89,6 +90,7 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
     r = rksearch("run", str(space), "--out", str(tmp_path / "a"), "--storage", postgres, "--fresh", "--trials", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     [aside] = [p for p in (tmp_path / "a").iterdir() if p.name.startswith("shared.")]
-    assert sorted(optuna.get_all_study_names(postgres)) == ["shared", aside.name]
-    assert len(load_study(aside).trials) == len(trials)  # the old trials, copied aside on the server
+    assert sorted(optuna.get_all_study_names(postgres)) == sorted(["shared", "shared/baselines", aside.name,
+                                                                   f"{aside.name}/baselines"])
+    assert len(load_study(aside).trials) == len(trials) + len(baselines)  # the old trials, copied aside
     assert len(load_study(tmp_path / "a" / "shared").trials) >= 1

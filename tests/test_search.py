@@ -44,15 +44,16 @@ def rksearch(*args: str, env: dict | None = None, timeout: int = 600) -> subproc
     )
 
 
-def load(study_dir: Path) -> optuna.Study:
-    """The study as a reader beside a running search sees it. It never creates the database or its
+def load(study_dir: Path, name: str | None = None) -> optuna.Study:
+    """The study as a reader beside a running search sees it (``name``: another study of the
+    folder's database, such as ``<folder>/baselines``). It never creates the database or its
     tables: a reader that did raced the search's own creation of them (UNIQUE constraint failed:
     alembic_version), which killed the search in test_kill_the_driver_then_resume."""
     db = study_dir / "optuna.db"
     if not db.is_file():
         raise FileNotFoundError(db)
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
-    return optuna.load_study(study_name=study_dir.name, storage=storage)
+    return optuna.load_study(study_name=name or study_dir.name, storage=storage)
 
 
 def outcomes(study: optuna.Study) -> list[str]:
@@ -129,27 +130,31 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
 
 
 def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
+    """With NSGA-II, whose Optuna 5.1 release crashed on a study whose trial list left baselines out."""
     baselines = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
     space = make_space(tmp_path, "with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
+                       search__sampler="nsga2",
                        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 2})
     out = tmp_path / "studies"
     r = rksearch("run", str(space), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     study_dir = out / "with_baselines"
-    study = load(study_dir)
-    marked = [t for t in study.trials if t.user_attrs.get("kind") == "baseline"]
+    study, of_baselines = load(study_dir), load(study_dir, "with_baselines/baselines")
+    assert not any(t.user_attrs.get("kind") == "baseline" for t in study.trials)  # no sampler sees them
+    marked = of_baselines.trials
     assert [t.user_attrs["baseline"] for t in marked] == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
+    assert all(t.user_attrs["kind"] == "baseline" for t in marked)
     for t in marked:  # the whole proxy (ASHA never stops a baseline), the searched trials' attrs
         assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["epochs"] == 2 and t.params == {}
         for key in ("spec", "spec_key", "name", "flops", "params", "accuracy", "trained_flops", "ray_trial_id"):
             assert key in t.user_attrs, key
-    searched = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned") and t not in marked]
+    searched = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
     assert len(searched) == 2  # search.trials counts the searched trials only
     assert "Pareto front" in r.stdout and "baselines (same proxy" in r.stdout
 
     r = rksearch("run", str(space), "--out", str(out), "--trials", "3")
     assert r.returncode == 0, r.stderr[-3000:]
-    again = [t for t in load(study_dir).trials if t.user_attrs.get("kind") == "baseline"]
+    again = load(study_dir, "with_baselines/baselines").trials
     assert [(t.number, t.user_attrs["ray_trial_id"]) for t in again] == \
         [(t.number, t.user_attrs["ray_trial_id"]) for t in marked]  # not trained again
 
@@ -248,7 +253,8 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
 
     from rksearch.search import driver_id, fail_stale_trials
 
-    study = optuna.create_study()
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage)
     now = datetime.datetime.now()
     dead = f"{socket.gethostname()}:999999999"
     for driver, age in ((driver_id(), 60), (dead, 60), (None, 0), (None, 3600)):
@@ -257,8 +263,8 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
             datetime_start=now - datetime.timedelta(seconds=age), datetime_complete=None, params={},
             distributions={}, user_attrs={"driver": driver} if driver else {}, system_attrs={},
             intermediate_values={}))
-    assert fail_stale_trials(study, shared=True) == 2
+    assert fail_stale_trials(study, storage, shared=True) == 2
     assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "RUNNING", "FAIL"]
-    assert fail_stale_trials(study) == 1  # a folder's own database: an unclaimed trial is a killed driver's
+    assert fail_stale_trials(study, storage) == 1  # a folder's own database: an unclaimed trial is a killed driver's
     assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "FAIL", "FAIL"]
     assert study.trials[1].user_attrs["fail_reason"] == "its driver died before the trial finished"

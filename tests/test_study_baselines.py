@@ -1,5 +1,6 @@
-"""Baselines beside a search: the ``baselines:`` section, their trials in the study (recorded by the
-real searcher, no sampler involved), and the analysis that keeps them off the front.
+"""Baselines beside a search: the ``baselines:`` section, their trials in the baselines' own study
+(recorded by the real searcher, no sampler involved), and the analysis that reads both studies and
+keeps baselines off the front.
 
 Proxy results are given, not trained (the end-to-end run is in test_search.py); training a
 baseline with the proxy and with ``rksearch train`` is real, on a few demo images.
@@ -118,25 +119,33 @@ def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = No
     return searcher
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+            "nsga3": optuna.samplers.NSGAIIISampler, "gp": optuna.samplers.GPSampler,
+            "qmc": optuna.samplers.QMCSampler, "random": optuna.samplers.RandomSampler}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_baselines_are_trials_the_sampler_never_sees(tmp_path: Path, sampler: str) -> None:
+    """Every sampler, unwrapped, over a study that holds only what it proposed: the baselines are
+    trials of ``<name>/baselines`` in the same storage (Optuna 5.1's NSGA-II crashed on the wrapper
+    that hid them before)."""
     space = space_with(sampler=sampler)
     searcher = run_searcher(tmp_path / "demo", space, 14)
-    study = searcher.study
-    first, second = study.trials[:2]
-    for t, b in zip((first, second), space.baselines):
+    study, baselines = searcher.study, searcher.baselines_study
+    assert type(study.sampler) is SAMPLERS[sampler] and baselines.study_name == "demo/baselines"
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage(tmp_path / "demo" / "optuna.db"))] == \
+        ["demo", "demo/baselines"]
+    for t, b in zip(baselines.trials, space.baselines, strict=True):
         ua = t.user_attrs
         assert (t.state, ua["kind"], ua["baseline"], ua["outcome"]) == (optuna.trial.TrialState.COMPLETE, "baseline",
                                                                          b.label, "trained")
         assert any_spec_from_dict(yaml.safe_load(ua["spec"])) == b.spec
         assert (ua["flops"], ua["params"]) == (b.spec.count().flops, b.spec.count().params)
         assert t.params == {} and t.values[0] == 0.99
-    searched = [t for t in study.trials[2:] if t.state == optuna.trial.TrialState.COMPLETE]
-    assert searched and all("kind" not in t.user_attrs and t.params for t in searched)
-    last = study.trials[-1]
-    space_seen = study.sampler.infer_relative_search_space(study, last)
-    if sampler == "nsga2":  # the intersection of every complete trial's params: empty with a param-less trial
-        assert optuna.samplers.NSGAIISampler().infer_relative_search_space(study, last) == {}
+    searched = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(searched) >= 10 and all("kind" not in t.user_attrs and t.params for t in study.trials)
+    if sampler in ("nsga2", "nsga3"):  # the intersection of every complete trial's params: all global choices
+        space_seen = study.sampler.infer_relative_search_space(study, study.trials[-1])
         assert "periods" in space_seen and "growth_rate" in space_seen
     assert searcher.tally.baselines == 2
 
@@ -144,13 +153,13 @@ def test_baselines_are_trials_the_sampler_never_sees(tmp_path: Path, sampler: st
 def test_rerun_trains_only_the_baselines_not_yet_trained(tmp_path: Path) -> None:
     space = space_with(TINY + ["densenet-bc-22-k4"])
     searcher = run_searcher(tmp_path / "demo", space, 4, results={"DenseNet-BC-22-k4": {}})
-    assert [t.user_attrs["outcome"] for t in searcher.study.trials[:3]] == ["trained", "trained", "failed"]
-    before = len(searcher.study.trials)
+    assert [t.user_attrs["outcome"] for t in searcher.baselines_study.trials] == ["trained", "trained", "failed"]
+    before = len(searcher.baselines_study.trials)
     again = run_searcher(tmp_path / "demo", space, 2)
     assert again.initially_pending == ["DenseNet-BC-22-k4"]  # the failed one, not the trained two
-    new = again.study.trials[before:]
-    assert new[0].user_attrs["baseline"] == "DenseNet-BC-22-k4" and new[0].user_attrs["outcome"] == "trained"
-    assert "kind" not in new[-1].user_attrs
+    new = again.baselines_study.trials[before:]
+    assert [t.user_attrs["baseline"] for t in new] == ["DenseNet-BC-22-k4"] and new[0].user_attrs["outcome"] == "trained"
+    assert "kind" not in again.study.trials[-1].user_attrs
     assert run_searcher(tmp_path / "demo", space, 0).initially_pending == []
 
 
@@ -158,7 +167,7 @@ def test_budget_counts_searched_trials_only(tmp_path: Path) -> None:
     from rksearch.search import count_done
 
     searcher = run_searcher(tmp_path / "demo", space_with(), 6)
-    searched = sum(t.state == optuna.trial.TrialState.COMPLETE for t in searcher.study.trials) - 2
+    searched = sum(t.state == optuna.trial.TrialState.COMPLETE for t in searcher.study.trials)
     assert count_done(searcher.study) == searched
 
 
@@ -180,7 +189,7 @@ def test_front_hypervolume_and_picks_exclude_baselines(study_dir: Path) -> None:
     f = front(s)
     assert not f.members["kind"].eq("baseline").any() and f.candidates == len(s.completed)
     everything = front(s, candidates=s.trials[s.trials["state"] == "COMPLETE"])
-    assert everything.members["number"].tolist() == [0]  # the made-up baseline would dominate them all
+    assert everything.members[["kind", "number"]].values.tolist() == [["baseline", 0]]  # it would dominate them all
     assert f.hypervolume < everything.hypervolume and len(f.members) > 1
     for how in ("knee", "best-accuracy", "min-flops"):
         assert pick(s, how).row["kind"] == "search"
@@ -191,7 +200,7 @@ def test_report_and_plot_show_baselines_apart(study_dir: Path) -> None:
     s = load_study(study_dir)
     report = ParetoReport.of(s)
     lines = "\n".join(report.lines())
-    assert "baselines (same proxy, not on the front" in lines and "trial 1 CliqueNet-T6-k4: accuracy" in lines
+    assert "baselines (same proxy, not on the front" in lines and "baseline 1 CliqueNet-T6-k4: accuracy" in lines
     fig = pareto_figure(s)
     marked = [t for t in fig.data if t.name.startswith("baselines")]
     assert len(marked) == 1 and list(marked[0].text) == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
@@ -200,13 +209,17 @@ def test_report_and_plot_show_baselines_apart(study_dir: Path) -> None:
     assert len(front_trace.x) == len(front(s).members)
     csv = pd.read_csv(io.StringIO(trials_csv(s)))
     assert list(csv.loc[csv["kind"] == "baseline", "number"]) == [0, 1]
-    assert csv.loc[0, "choices"] == "k=4 blocks=2/2/2"
+    assert csv.loc[csv["kind"] == "baseline", "choices"].iloc[0] == "k=4 blocks=2/2/2"
 
 
 def test_export_takes_a_baseline_only_by_number(study_dir: Path, tmp_path: Path) -> None:
-    chosen = export(study_dir, tmp_path / "b.yaml", "trial:1")
-    assert "a baseline (CliqueNet-T6-k4)" in chosen.reason
-    assert load_any_spec(tmp_path / "b.yaml") == load_study(study_dir).spec(1)
+    chosen = export(study_dir, tmp_path / "b.yaml", "baseline:1")
+    assert "a baseline (CliqueNet-T6-k4)" in chosen.reason and chosen.what == "baseline 1"
+    assert load_any_spec(tmp_path / "b.yaml") == load_study(study_dir).spec(1, "baseline")
+    assert "baseline 1 (complete)" in (tmp_path / "b.yaml").read_text()
+    assert export(study_dir, tmp_path / "t.yaml", "trial:1").row["kind"] == "search"  # trial:N: searched trials
+    with pytest.raises(RKSearchError, match="no baseline 7 \\(baselines are numbered 0..1\\)"):
+        export(study_dir, tmp_path / "c.yaml", "baseline:7")
     assert export(study_dir, tmp_path / "best.json", "best-accuracy").row["kind"] == "search"
 
 

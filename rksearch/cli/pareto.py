@@ -46,7 +46,7 @@ def pareto(
 @app.command()
 def export(
     study_dir: Path = typer.Argument(..., help=STUDY_DIR_HELP),
-    pick: str = typer.Option("knee", "--pick", help="knee, best-accuracy, min-flops or trial:N."),
+    pick: str = typer.Option("knee", "--pick", help="knee, best-accuracy, min-flops, trial:N or baseline:N."),
     max_flops: Optional[str] = typer.Option(None, "--max-flops", help="Only trials whose full spec has at most this many FLOPs (2e8, 200M, 0.2G)."),
     max_params: Optional[str] = typer.Option(None, "--max-params", help="Only trials whose full spec has at most this many parameters (1.5M)."),
     output: Path = typer.Option(..., "-o", "--output", help="The spec file to write (.yaml or .json)."),
@@ -59,6 +59,6 @@ def export(
     chosen = export_spec(study_dir, output, pick, max_flops=parse_amount(max_flops, "--max-flops"),
                          max_params=parse_amount(max_params, "--max-params"), storage=storage)
     r = chosen.row
-    out.print(f"trial {chosen.number} ({chosen.spec.name}): {chosen.reason}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{chosen.what} ({chosen.spec.name}): {chosen.reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"proxy accuracy {r['accuracy']:.4f}, {r['flops'] / 1e9:.4f} GFLOPs, {r['params'] / 1e6:.4f} M params "
               f"-> wrote {output}", markup=False, highlight=False, soft_wrap=True)
