@@ -18,18 +18,17 @@ import math
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from torch import nn
 
 from .count import Counts
 from .errors import RKSearchError, from_validation_error
-from .models.cliquenet import CliqueNet
-from .models.counter import count_built
-from .models.densenet import DenseNet
 from .spec import RKNetSpec, Stem, StrictPosInt, parse_yaml, read_text, resolve_spec
+
+if TYPE_CHECKING:  # torch only where a model is built or measured: names and specs load without it
+    from torch import nn
 
 StrictBool = Annotated[bool, Field(strict=True)]
 Fraction = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
@@ -199,6 +198,8 @@ class DenseNetSpec(BaselineSpec):
         return widths
 
     def build(self) -> nn.Module:
+        from .models.densenet import DenseNet
+
         return DenseNet(self)
 
 
@@ -259,6 +260,8 @@ class CliqueNetSpec(BaselineSpec):
         return [(c, math.floor(c * self.compression + 1e-9)) for c in feats]
 
     def build(self) -> nn.Module:
+        from .models.cliquenet import CliqueNet
+
         return CliqueNet(self)
 
 
@@ -267,6 +270,8 @@ BaselineSpec.kinds.update(densenet=DenseNetSpec, cliquenet=CliqueNetSpec)
 
 @lru_cache(maxsize=256)
 def _count(spec: BaselineSpec) -> Counts:
+    from .models.counter import count_built
+
     return count_built(spec.build, spec.input_size, spec.in_channels)
 
 

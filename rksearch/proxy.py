@@ -1,15 +1,21 @@
 """The proxy evaluation every search trial runs: a short training of a (possibly shrunken) spec."""
 from __future__ import annotations
 
+import math
+import os
+import sys
 import time
+import warnings
 from functools import lru_cache
-from typing import Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .baselines import AnySpec
-from .data import DATASETS, Dataset, load_dataset, split_dataset
-from .train import EpochMetrics, TrainConfig, check_graphable, fit
+from .train_config import DATASET_NAMES, check_graphable
+
+if TYPE_CHECKING:  # the config loads with a space, without torch; the training imports it
+    from .baselines import AnySpec
+    from .data import Dataset
 
 
 class ProxyConfig(BaseModel):
@@ -44,8 +50,8 @@ class ProxyConfig(BaseModel):
     @classmethod
     def _known(cls, name: str) -> str:
         """Refused with the space (``rksearch space``), not when a search loads the data."""
-        if name not in DATASETS:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        if name not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
         return name
 
     @model_validator(mode="after")
@@ -57,7 +63,55 @@ class ProxyConfig(BaseModel):
 @lru_cache(maxsize=2)
 def _dataset(name: str, root: Optional[str]) -> Dataset:
     """Decoded once per process: a search runs many trials in each worker."""
+    from .data import load_dataset
+
     return load_dataset(name, root)
+
+
+def threads_warning(cpus: float, environ: Optional[dict[str, str]] = None) -> Optional[str]:
+    """What to tell a user whose ``OMP_NUM_THREADS`` asks for more threads than a trial's ``cpus``
+    (None where it does not): each trial runs :func:`use_assigned_cpus` threads regardless. A
+    search driver prints it once (its workers' output does not reach the terminal)."""
+    asked = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    threads = max(1, math.floor(cpus))
+    if not asked.isdigit() or int(asked) <= threads:
+        return None
+    return (f"OMP_NUM_THREADS={asked} in the environment, but each trial gets {cpus:g} CPU(s) from Ray: "
+            f"torch runs {threads} thread(s) per trial (more threads than CPUs slow concurrent trials down)")
+
+
+_warned_threads = False
+
+
+def use_assigned_cpus() -> Optional[int]:
+    """In a Ray worker, torch's intra-op threads = the CPUs Ray assigned to it; returns that number.
+
+    Ray sets ``OMP_NUM_THREADS`` to a task's CPUs only where the user has not exported it, so an
+    exported ``OMP_NUM_THREADS=4`` made two one-CPU trials on two cores run four threads each
+    (5-6x slower). Warns (:func:`threads_warning`) once per process where the environment asked
+    for more. Outside Ray (no ``ray`` imported, or not a worker), or for a worker without CPUs
+    assigned, changes nothing and returns None.
+    """
+    global _warned_threads
+    ray = sys.modules.get("ray")  # a Ray worker has imported ray; elsewhere do not pay for it
+    if ray is None or not ray.is_initialized():
+        return None
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # the driver, not a worker: Ray assigned it nothing
+        return None
+    if not cpus:
+        return None
+    import torch
+
+    threads = max(1, math.floor(cpus))
+    message = threads_warning(cpus)
+    if message and not _warned_threads:
+        _warned_threads = True
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
 
 
 def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], None] | None = None, *,
@@ -71,7 +125,11 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
     ``train_seed`` is given, the training (initial weights, batch order, augmentation): a
     tabulated benchmark keeps one split and varies only ``train_seed``.
     """
+    from .data import split_dataset
+    from .train import EpochMetrics, TrainConfig, fit
+
     start = time.perf_counter()
+    use_assigned_cpus()
     trained = spec.scaled(cfg.width)
     splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)

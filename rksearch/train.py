@@ -28,12 +28,15 @@ from .data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, p
 from .data.splits import Dataset, Style
 from .errors import RKSearchError
 from .spec import save_spec
+from .train_config import check_graphable
 
 CHECK_EVERY = 50
 """Steps between checks of the loss for NaN/inf: each check waits for the device."""
 CHECKPOINT, METRICS, MODEL, RESULT, SPEC = "checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"
 RESUMABLE_CHANGES = {"device", "compile", "cudnn_benchmark", "cuda_graph", "workers", "loader"}
 """Config fields a resumed run may change: where and how it runs, not what it computes."""
+RESUMABLE_DATA_CHANGES = {"test_subset"}
+"""Data fields a resumed run may change: what the end measures, not what is trained."""
 BEFORE_FIELDS = {"static_shapes": False}
 """How checkpoints written before a config field existed ran."""
 
@@ -81,14 +84,6 @@ class TrainConfig(BaseModel):
     def _graphable(self) -> "TrainConfig":
         check_graphable(self)
         return self
-
-
-def check_graphable(cfg: Any) -> None:
-    """``cuda_graph`` replays one batch shape of the eager step (a trainer's or a proxy's config)."""
-    if cfg.cuda_graph and not cfg.static_shapes:
-        raise ValueError("cuda_graph: replays one batch shape, so it needs static_shapes")
-    if cfg.cuda_graph and cfg.compile:
-        raise ValueError("cuda_graph: captures the eager step; compile makes its own CUDA graphs (choose one)")
 
 
 def paper_recipe(style: Style) -> dict[str, Any]:
@@ -312,6 +307,8 @@ class Trainer:
             then, now = state.get(key), mine[key]
             if key == "config" and then is not None:
                 then = {**BEFORE_FIELDS, **then}
+            if key == "extra":
+                then, now = _resume_identity(then), _resume_identity(now)
             diff = [k for k in sorted(set(then or {}) | set(now)) if (then or {}).get(k) != now.get(k)
                     and not (key == "config" and k in RESUMABLE_CHANGES)]
             if not diff:
@@ -340,6 +337,13 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.epoch, self.elapsed = state["epoch"], state["elapsed"]
         self.history = [EpochMetrics(**m) for m in state["history"]]
+
+
+def _resume_identity(extra: Any) -> Any:
+    """A checkpoint's ``extra`` without the data fields a resumed run may change."""
+    if not isinstance(extra, dict) or not isinstance(extra.get("data"), dict):
+        return extra
+    return {**extra, "data": {k: v for k, v in extra["data"].items() if k not in RESUMABLE_DATA_CHANGES}}
 
 
 def fit(
@@ -436,9 +440,12 @@ def train(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
+    evaluate_test: bool = True,
 ) -> FitResult:
     """Full training of ``spec`` into the folder ``out``: checkpoint, metrics.csv, model.pt
-    (state_dict plus spec), spec.yaml and result.json with the test accuracy."""
+    (state_dict plus spec), spec.yaml and result.json with the test accuracy and the number of
+    test images it was measured on (``splits.test``: the whole test set unless the data's
+    ``test_subset`` cut it; none with ``evaluate_test=False``, for quick checks)."""
     check_fits(spec, splits.dataset)
     with run_folder(out, resume):
         history = _past_history(out / CHECKPOINT) if resume else []
@@ -450,12 +457,12 @@ def train(
                 on_epoch(m)
 
         result = fit(spec, splits, cfg, checkpoint=out / CHECKPOINT, resume=resume, extra={"data": data.model_dump()},
-                     on_epoch=epoch_done, on_step=on_step, on_resume=on_resume, evaluate_test=True)
-    _write_outputs(out, spec, splits.dataset, result)
+                     on_epoch=epoch_done, on_step=on_step, on_resume=on_resume, evaluate_test=evaluate_test)
+    _write_outputs(out, spec, splits.dataset, result, len(splits.test) if evaluate_test else 0)
     return result
 
 
-def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult) -> None:
+def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult, test_images: int) -> None:
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     model = {"spec": spec.to_dict(), "state_dict": state, "classes": list(ds.classes), "mean": list(ds.mean),
              "std": list(ds.std)}
@@ -465,7 +472,8 @@ def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult) -> 
     last = result.history[-1]
     summary = {
         "name": spec.name, "dataset": ds.name, "epochs": last.epoch, "test_accuracy": result.test_accuracy,
-        "test_loss": result.test_loss, "val_accuracy": last.val_accuracy, "params": c.params, "flops": c.flops,
+        "test_loss": result.test_loss, "test_images": test_images, "val_accuracy": last.val_accuracy,
+        "params": c.params, "flops": c.flops,
         "seconds": result.seconds, "train_seconds": result.train_seconds, "images_per_s": result.images_per_s,
     }
     _write_atomic(out / RESULT, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))

@@ -357,3 +357,28 @@ def test_cli_no_static_shapes_reaches_the_trainer(tmp_path, capsys) -> None:
                         "--val-size", "32", "--device", "cpu", "--no-static-shapes", "--out", str(out)], capsys)
     assert code == 0, err
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["static_shapes"] is False
+
+
+def test_cli_test_subset_bounds_the_evaluated_images_and_no_test_skips_them(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["train", str(_spec_file(tmp_path)), "--dataset", "demo", "--epochs", "1", "--train-subset", "64",
+            "--val-size", "32", "--batch-size", "32", "--device", "cpu", "--out", str(out)]
+    code, stdout, err = cli([*args, "--test-subset", "40"], capsys)
+    assert code == 0, err
+    full = len(load_splits(DataOptions(dataset="demo")).test)
+    assert f"(40 of {full} images)" in stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_images"] == 40 and result["test_accuracy"] is not None
+    # the test subset is no part of the run's identity: a resumed run may measure on another one
+    code, stdout, err = cli([*args, "--resume", "--test-subset", "20"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "result.json").read_text())["test_images"] == 20 and "(20 of" in stdout
+    code, stdout, err = cli([*args, "--resume", "--no-test"], capsys)
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_images"] == 0 and result["test_accuracy"] is None and "not tested (--no-test)" in stdout
+    code, _, err = cli([*args, "--resume"], capsys)  # the default stays the whole test set
+    assert code == 0, err
+    assert json.loads((out / "result.json").read_text())["test_images"] == full
+    code, _, err = cli([*args, "--resume", "--no-test", "--test-subset", "5"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--test-subset" in err

@@ -23,6 +23,10 @@ def train(
     val_size: Optional[int] = typer.Option(None, "--val-size", min=0,
                                            help="Validation images carved from train (default a tenth; 0: none)."),
     train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1),
+    test_subset: Optional[int] = typer.Option(None, "--test-subset", min=1,
+                                              help="Measure the end on N test images (a class-balanced subset) "
+                                                   "instead of the whole test set: for quick checks."),
+    no_test: bool = typer.Option(False, "--no-test", help="No test evaluation at the end (quick checks)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No crop/flip augmentation."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     loader: str = typer.Option("auto", "--loader", help="auto, resident (whole split on the device) or dataloader."),
@@ -52,12 +56,14 @@ def train(
     # before anything starts: a machine without CUDA says so at once
     if resolve_device(device, "--device").type != "cuda" and cuda_graph:
         raise RKSearchError("CUDA graphs need a CUDA device", field="--cuda-graph")
+    if no_test and test_subset is not None:
+        raise RKSearchError("--no-test evaluates no test images; drop one of the two", field="--test-subset")
     if dataset == "demo" and data_root is not None:
         raise RKSearchError("the demo data is bundled and takes no --data-root", field="--data-root")
     spec = resolve_any_spec(spec_file)
     try:
-        data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset, seed=seed,
-                           download=download)
+        data = DataOptions(dataset=dataset, root=data_root, val_size=val_size, train_subset=train_subset,
+                           test_subset=test_subset, seed=seed, download=download)
         splits = load_splits(data)
         given = {"epochs": epochs, "batch_size": batch_size}
         recipe = {**paper_recipe(splits.dataset.style), **{k: v for k, v in given.items() if v is not None}}
@@ -76,17 +82,22 @@ def train(
         err.print(f"nothing to resume in {folder}: starting a new run", highlight=False, soft_wrap=True)
     try:
         with _Progress(cfg.epochs, folder) as progress:
-            result = train_spec(spec, splits, cfg, folder, data=data, resume=resume,
+            result = train_spec(spec, splits, cfg, folder, data=data, resume=resume, evaluate_test=not no_test,
                                 on_epoch=progress.epoch_done, on_step=progress.step, on_resume=progress.resumed)
     except TrainingDiverged as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    acc = result.test_accuracy or 0.0
-    out.print(f"{spec.name} on {splits.dataset.name}: test accuracy {acc:.2%} "
-              f"({len(splits.test)} images), {result.seconds:.0f} s; wrote {folder}", highlight=False, soft_wrap=True)
+    if no_test:
+        measured = "not tested (--no-test)"
+    else:
+        of = f" of {len(splits.dataset.test)}" if len(splits.test) < len(splits.dataset.test) else ""
+        measured = f"test accuracy {result.test_accuracy or 0.0:.2%} ({len(splits.test)}{of} images)"
+    out.print(f"{spec.name} on {splits.dataset.name}: {measured}, {result.seconds:.0f} s; wrote {folder}",
+              highlight=False, soft_wrap=True)
 
 
 OPTIONS = {"dataset": "--dataset", "root": "--data-root", "val_size": "--val-size", "train_subset": "--train-subset",
+           "test_subset": "--test-subset",
            "loader": "--loader", "workers": "--workers", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
            "cuda_graph": "--cuda-graph"}
 

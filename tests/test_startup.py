@@ -1,0 +1,99 @@
+"""The commands that need no tensor start without torch, Ray or Optuna (issue 22).
+
+Each case runs the CLI in process inside a fresh interpreter, then reads ``sys.modules``; the
+start-up times themselves are measured by ``benchmarks/bench_startup.py``, not asserted here.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "ray", "optuna")
+
+SCRIPT = """
+import json, sys
+from rksearch.cli import main
+seen = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    seen.append({"argv": argv, "code": code, "heavy": [m for m in %r if m in sys.modules]})
+print("SEEN " + json.dumps(seen))
+""" % (HEAVY,)
+
+
+def run_cli(*argvs: list[str]) -> list[dict]:
+    """Run ``rksearch ARGV`` for each of ``argvs`` in turn in one new interpreter; per call its exit
+    status and which of torch/ray/optuna had been imported by then."""
+    r = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(list(argvs))], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("SEEN ")][-1]
+    return json.loads(line[len("SEEN "):])
+
+
+def verbs() -> list[str]:
+    from rksearch.cli import app
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+def test_help_and_every_verbs_help_import_no_torch_ray_or_optuna():
+    names = verbs()
+    assert {"run", "train", "describe", "space", "pareto", "export"} <= set(names)
+    seen = run_cli(["--help"], *[[v, "--help"] for v in names])
+    assert [s["argv"] for s in seen] == [["--help"], *[[v, "--help"] for v in names]]
+    for s in seen:
+        assert s["code"] == 0, s
+        assert s["heavy"] == [], f"rksearch {' '.join(s['argv'])} imported {s['heavy']}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["space", "search_spaces/demo.yaml"],
+    ["space", "search_spaces/demo.yaml", "--json", "--sample", "3"],
+    ["describe", "IRKNet-3x1_3x1_3x1"],
+    ["describe", "ERKNet-3x2_3x2", "--json", "--growth-rate", "24"],
+])
+def test_space_and_describe_of_an_rknet_import_no_torch(argv):
+    [s] = run_cli(argv)
+    assert s["code"] == 0 and s["heavy"] == [], s
+
+
+def test_describe_of_a_baseline_builds_it_with_torch():
+    """A baseline is counted by measuring its built model: the one describe that needs torch."""
+    [s] = run_cli(["describe", "densenet-bc-100", "--json"])
+    assert s["code"] == 0 and "torch" in s["heavy"]
+
+
+def test_the_package_root_keeps_its_names_and_loads_torch_only_for_models():
+    code = ("import sys, rksearch; assert 'torch' not in sys.modules; "
+            "from rksearch import Counts, PeriodSpec, RKNetSpec, RKSearchError, count, load_spec, parse_name, "
+            "resolve_spec, save_spec; assert 'torch' not in sys.modules; "
+            "import rksearch.count; from rksearch import count as again; assert again is count and callable(count); "
+            "from rksearch import build_model, create_model; assert 'torch' in sys.modules; "
+            "assert all(getattr(rksearch, n) is not None for n in rksearch.__all__); "
+            "assert set(rksearch.__all__) <= set(dir(rksearch)); "
+            "print(build_model(parse_name('ERKNet-2x1_2x1', growth_rate=4)).__class__.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "RKNet"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        import rksearch
+
+        rksearch.nothing  # noqa: B018
+
+
+def test_the_torch_free_dataset_names_are_the_loaders():
+    from rksearch.data import DATASETS
+    from rksearch.train_config import DATASET_NAMES
+
+    assert DATASET_NAMES == DATASETS
