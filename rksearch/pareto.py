@@ -253,7 +253,9 @@ def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = N
                         reference: dict[str, float] | None = None) -> pd.DataFrame:
     """Hypervolume of the completed searched trials numbered <= n, for every searched trial number n.
 
-    Columns ``number``, ``state``, ``hypervolume`` (display units, as :attr:`Front.hv_unit`).
+    Columns ``number``, ``state``, ``hypervolume`` (display units, as :attr:`Front.hv_unit`) and
+    ``cost``: the training seconds of trials 0..n (a replayed search's simulated seconds, the clock
+    a tabulated benchmark compares searches by).
     """
     objectives = parse_objectives(objectives) if objectives is not None else study.objectives
     directions = [OBJECTIVES[o].direction for o in objectives]
@@ -263,8 +265,9 @@ def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = N
     done = set(_measured(study, objectives)["number"])
     trials = study.trials[study.trials["kind"] == "search"].sort_values("number")  # baselines: never on the front
     pts = np.empty((0, len(objectives)))
-    hv, out = 0.0, []
+    hv, cost, out = 0.0, 0.0, []
     for _, row in trials.iterrows():
+        cost += float(row["seconds"]) if pd.notna(row["seconds"]) else 0.0
         if usable and row["number"] in done:
             p = row[list(objectives)].to_numpy(dtype=float) * _scale(objectives)
             pm, cur = minimization(p, directions), minimization(pts, directions)
@@ -272,8 +275,8 @@ def hypervolume_history(study: Study, objectives: Sequence[str] | str | None = N
                 pts = np.vstack([pts, p])
                 pts = pts[pareto_mask(pts, directions)]
                 hv = hypervolume(pts, r, directions)
-        out.append((int(row["number"]), row["state"], hv))
-    return pd.DataFrame(out, columns=["number", "state", "hypervolume"])
+        out.append((int(row["number"]), row["state"], hv, cost))
+    return pd.DataFrame(out, columns=["number", "state", "hypervolume", "cost"])
 
 
 def compare(studies: Sequence[Study], objectives: Sequence[str] | str | None = None,

@@ -36,6 +36,7 @@ from .baselines import AnySpec, any_spec_from_dict
 from .errors import RKSearchError
 from .files import write_text
 from .prescreen import enqueue_prescreened
+from .replay import check_replayable, load_table, replay_trial
 from .proxy import ProxyConfig
 from .space import SearchSpace
 from .space_parse import Baseline
@@ -45,6 +46,8 @@ from .study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_e
 
 MAXIMIZE = {"accuracy", "throughput"}
 MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
+REPEATS_BEFORE_RANDOM = 2  # the sampler's repeats of trained specs in a row before a random untrained spec is asked
+RANDOM_DRAWS = 1000  # draws for an untrained feasible spec before the space counts as exhausted
 
 # trial outcomes, recorded as the user attr "outcome"
 TRAINED, PRUNED, FAILED, REJECTED, DUPLICATE = "trained", "pruned", "failed", "rejected", "duplicate"
@@ -60,7 +63,9 @@ class SearchAborted(RKSearchError):
 # -- storage ---------------------------------------------------------------------------------
 
 def default_storage(study_dir: Path) -> str:
-    return f"sqlite:///{study_dir / 'optuna.db'}"
+    from .study import sqlite_url  # quotes ?, # and % in the path
+
+    return sqlite_url(study_dir / "optuna.db")
 
 
 # what to pip install for the DB-API module SQLAlchemy could not import (postgresql:// means psycopg 3)
@@ -186,6 +191,7 @@ class RKSearcher(Searcher):
         self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
         self._baselines_taken: set[str] = set()  # spec keys of baselines trained or training
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> the Optuna trial it runs
+        self.replay: str | None = None  # a table's path: trials replay it instead of training (rksearch.replay)
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
         self.proxy = space.proxy.model_copy(update={"root": str(Path(root).resolve()) if root else None}).model_dump()
         directions = ["maximize" if o in MAXIMIZE else "minimize" for o in space.objectives]
@@ -254,7 +260,10 @@ class RKSearcher(Searcher):
                 return config
         if counted >= (self.target if self.target is not None else math.inf):
             return Searcher.FINISHED
+        repeats = 0
         for _ in range(MAX_PROPOSALS):
+            if repeats >= REPEATS_BEFORE_RANDOM:
+                self._enqueue_untrained(repeats)
             ot_trial = self.study.ask()
             ot_trial.set_user_attr("driver", self.driver)  # at once: another driver starting fails unclaimed trials
             spec = self.space.suggest(ot_trial)
@@ -275,11 +284,16 @@ class RKSearcher(Searcher):
                 if key in self._trained:
                     reason, outcome = f"same spec as trial {self._trained[key]}", DUPLICATE
                     ot_trial.set_user_attr("duplicate_of", self._trained[key])
+                    repeats += 1
             if reason is None:
                 self._live[trial_id] = ot_trial
                 self.tally.running += 1
-                return {"spec": spec.to_dict(), "trial_number": ot_trial.number, "proxy": self.proxy,
-                        "objectives": list(self.space.objectives)}
+                config = {"spec": spec.to_dict(), "trial_number": ot_trial.number, "proxy": self.proxy,
+                          "objectives": list(self.space.objectives)}
+                if self.replay is not None:  # the spec's table seed is drawn from the search's seed and the trial
+                    config.update(replay=self.replay, spec_name=spec.name, counts=(c.flops, c.params),
+                                  replay_draw=f"{self.space.search.seed}:{ot_trial.number}")
+                return config
             ot_trial.set_user_attr("outcome", outcome)
             ot_trial.set_user_attr("reason", reason)
             self.study.tell(ot_trial, state=TrialState.FAIL)
@@ -289,6 +303,20 @@ class RKSearcher(Searcher):
             "exhausted or its constraints leave (almost) nothing; loosen constraints or enlarge the space",
             source=self.space.source, field="constraints",
         )
+
+    def _enqueue_untrained(self, repeats: int) -> None:
+        """Queue a uniformly drawn feasible spec no trial has trained: a model-based sampler on a small
+        space, told nothing by the duplicates it proposes (they end FAIL), would propose the same
+        trained spec again and again until the search gave up. The sampler learns from the result
+        like from its own proposals (Optuna's enqueued trials)."""
+        rng = random.Random(f"{self.space.search.seed}:{len(self._trained)}:{repeats}")
+        for _ in range(RANDOM_DRAWS):
+            params = self.space.sample_params(rng)
+            spec = self.space.spec_from_params(params)
+            if self.space.feasible(spec) and spec_key(spec) not in self._trained:
+                self.study.enqueue_trial(params, user_attrs={"proposed_by": f"random: the sampler repeated trained "
+                                                             f"specs {repeats} times in a row"})
+                return
 
     def _suggest_baseline(self, trial_id: str, baseline: Baseline) -> dict | None:
         """The baseline's trial; None where another driver sharing the study trains it or has."""
@@ -348,7 +376,7 @@ class RKSearcher(Searcher):
 
 
 _RESULT_ATTRS = ("accuracy", "epochs", "epoch", "seconds", "train_seconds", "images_per_s", "trained_flops",
-                 "trained_params", "node", "hostname", "latency", "throughput", "loss")
+                 "trained_params", "node", "hostname", "latency", "throughput", "loss", "table_seed")
 
 
 def _describe_violation(space: SearchSpace, c) -> str:
@@ -636,14 +664,21 @@ PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "cuda_grap
 (relative to where rksearch runs), not what its accuracy means."""
 
 
-def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace) -> None:
+def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace, replay: Any = None) -> None:
     """A continued study must go on measuring what it measured: its objectives (the slots its
-    trials' values fill) and the proxy, whose accuracies share one front."""
+    trials' values fill), the proxy, whose accuracies share one front, and where they come from
+    (training, or the table ``replay`` of :mod:`rksearch.replay`)."""
     if space.name not in {s.study_name for s in rdb.get_all_studies()}:
         return
     attrs = optuna.load_study(study_name=space.name, storage=rdb).user_attrs
     then, now = attrs.get("objectives"), list(space.objectives)
     hint = "start over with --fresh, or give the space another name"
+    table = replay.path.name if replay is not None else None
+    if attrs.get("replay") != table:
+        was = f"replayed the table {attrs['replay']}" if attrs.get("replay") else "trained its candidates"
+        raise RKSearchError(f"study {space.name} {was}; this run {'replays ' + table if table else 'trains'}; {hint}",
+                            source=None if replay is not None else space.source,
+                            field="--replay" if replay is not None else "proxy")
     if then is not None and list(then) != now:
         raise RKSearchError(f"study {space.name} was run with objectives {list(then)}, not {now}; {hint}",
                             source=space.source, field="objectives")
@@ -851,11 +886,14 @@ def run_search(
     out: str | Path = "studies",
     max_failures: int | None = None,
     on_update: Callable[["RKSearcher"], None] | None = None,
+    replay: str | Path | None = None,
 ) -> SearchResult:
     """Run (or continue) the search of ``space`` until ``trials`` trials are done.
 
     Done means trained to the full proxy budget or stopped early by ASHA; rejected and
     duplicate proposals and failures do not count. Running it again continues the study.
+    ``replay``: a tabulated benchmark (:mod:`rksearch.replay`) whose learning curves the trials
+    read instead of training; each trial's ``seconds`` is then the table's cost.
     """
     from ray import tune
 
@@ -870,14 +908,22 @@ def run_search(
     storage = storage or space.storage
     check_has_candidates(space)
     check_grid(space, wanted, field="--trials" if trials is not None else "search.trials")
-    check_dataset(space)
+    table = None
+    if replay is not None:
+        table = load_table(replay)
+        check_replayable(space, table)
+        if space.baselines:
+            raise RKSearchError("a replayed search has no table for baselines; remove them from the space",
+                                source=space.source, field="baselines")
+    else:
+        check_dataset(space)
     study_dir = Path(out) / space.name
     url = absolute_url(storage) if storage else default_storage(study_dir)
     if not fresh:
         check_same_storage(study_dir, url, given["field"])
     if not fresh and (url != default_storage(study_dir) or (study_dir / "optuna.db").exists()):
         # a corrupt or unreachable storage, or a study of other objectives or proxy, fails before anything is written
-        check_continuable(open_storage(url, **given), space)
+        check_continuable(open_storage(url, **given), space, replay=table)
     address = address or space.search.address
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
@@ -886,10 +932,12 @@ def run_search(
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
     searcher = RKSearcher(space, rdb, driver_id(), target=wanted)
+    searcher.replay = str(table.path) if table is not None else None
     study = searcher.study
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
                  "space": space.source.read_text() if space.source else None,
-                 "proxy": space.proxy.model_dump(), "study_dir": study_dir.name}.items():
+                 "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
+                 "replay": table.path.name if table is not None else None}.items():
         study.set_user_attr(k, v)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -904,19 +952,13 @@ def run_search(
     done = count_done(study)
     if done < wanted or searcher.pending_baselines:
         resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
-        scheduler = None
-        if space.search.scheduler.kind == "asha" and space.proxy.epochs > 1:
-            scheduler = _SearchedASHA(
-                time_attr="epoch", metric="accuracy", mode="max", max_t=space.proxy.epochs,
-                grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
-                reduction_factor=space.search.scheduler.reduction_factor,
-            )
+        scheduler = make_scheduler(space)
         with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, _settled(searcher.studies, rdb, study_dir, url, shared=shared):
             while done < wanted or searcher.pending_baselines:
                 if searcher.tally.failed > max_failures:
                     break
                 tuner = tune.Tuner(
-                    tune.with_resources(run_trial, resources),
+                    tune.with_resources(run_trial if table is None else replay_trial, resources),
                     tune_config=tune.TuneConfig(
                         search_alg=searcher, scheduler=scheduler,
                         num_samples=max(0, wanted - done) + len(searcher.pending_baselines),
@@ -976,6 +1018,15 @@ def _settled(studies: list[optuna.Study], storage: optuna.storages.BaseStorage, 
         write_outputs(study_dir, url)
         raise
     fail_running("the search stopped before the trial finished", unclaimed=False)
+
+
+def make_scheduler(space: SearchSpace) -> ASHAScheduler | None:
+    """The space's early stopping over epochs: ASHA on the proxy accuracy, or None."""
+    if space.search.scheduler.kind != "asha" or space.proxy.epochs <= 1:
+        return None
+    return _SearchedASHA(time_attr="epoch", metric="accuracy", mode="max", max_t=space.proxy.epochs,
+                         grace_period=min(space.search.scheduler.grace_epochs, space.proxy.epochs),
+                         reduction_factor=space.search.scheduler.reduction_factor)
 
 
 class _SearchedASHA(ASHAScheduler):

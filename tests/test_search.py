@@ -20,18 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def make_space(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
-    """The shipped demo space, shrunk so a trial takes a second or two."""
-    data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
-    data["name"] = name
-    data["proxy"].update({"train_subset": 256, "val_size": 128, "epochs": 1, "batch_size": 64})
-    data["search"].update({"trials": 6, "concurrency": 2})
+def set_fields(data: dict, overrides: dict) -> None:
+    """``section__field=value`` sets ``data[section][field]``; ``section=value`` a whole section."""
     for key, value in overrides.items():
         section, _, field = key.partition("__")
         if field:
             data[section][field] = value
         else:
             data[section] = value
+
+
+def make_space(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
+    """The shipped demo space, shrunk so a trial takes a second or two."""
+    data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
+    data["name"] = name
+    data["proxy"].update({"train_subset": 256, "val_size": 128, "epochs": 1, "batch_size": 64})
+    data["search"].update({"trials": 6, "concurrency": 2})
+    set_fields(data, overrides)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

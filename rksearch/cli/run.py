@@ -19,6 +19,7 @@ def run(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: the space's storage:, else sqlite in <out>/<name>/optuna.db); recorded in the study folder."),
     out_dir: Path = typer.Option(Path("studies"), "--out", help="Folder that holds the study folders."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="End the search once more trials than this have failed."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
     from rich.live import Live
@@ -36,7 +37,7 @@ def run(
             live.update(summarise(searcher, time.perf_counter() - started))
 
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
-                            max_failures=max_failures, on_update=update)
+                            max_failures=max_failures, on_update=update, replay=replay)
     t = result.tally
     if result.set_aside is not None:
         out.print(f"the old study is now {result.set_aside} (rksearch pareto {result.set_aside})", markup=False,
@@ -45,7 +46,8 @@ def run(
     out.print(
         f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}{baselines}, "
         f"pruned {t.pruned}, failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
-        f"framework share {100 * result.framework_share:.0f} %"
+        + (f"framework share {100 * result.framework_share:.0f} %" if replay is None else
+           f"replayed from {replay.name}: {t.train_seconds:.0f} s of the table's training cost")
     )
     for reason in t.reasons[-5:]:
         out.print(f"  failed: {reason}", markup=False, highlight=False)

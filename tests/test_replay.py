@@ -1,0 +1,190 @@
+"""Replayed searches (``rksearch run --replay TABLE``): the real search stack, learning curves from a table.
+
+The table here is written by the test for a 64-spec space (names, FLOPs and params from the real
+counter; accuracies a known function of FLOPs, epoch and seed), so every replayed number can be
+checked against the row it must come from. The search itself is real: Ray Tune, Optuna, ASHA,
+the study folder and its outputs.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from rksearch.errors import RKSearchError
+from rksearch.pareto import hypervolume_history
+from rksearch.replay import check_replayable, load_table
+from rksearch.simulate import simulate
+from rksearch.space import load_space
+from rksearch.study import load_study
+from test_search import set_fields
+from test_train import cli
+
+EPOCHS = 3
+
+
+def write_space(folder: Path, trials: int = 16, **changes) -> Path:
+    data = {"name": "tiny", "network": {"stem": "cifar", "in_channels": 3, "num_classes": 10, "input_size": 32},
+            "periods": {"count": 3, "method": ["erk", "irk"], "stages": [2, 3], "steps": 1, "growth_rate": 4, "m": 1},
+            "objectives": ["accuracy", "flops"],
+            "proxy": {"dataset": "demo", "epochs": EPOCHS, "device": "cpu"},
+            "search": {"sampler": "tpe", "trials": trials, "concurrency": 2, "seed": 0,
+                       "scheduler": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2},
+                       "resources": {"cpu": 1, "gpu": 0}},
+            "reference_point": {"accuracy": 0.0, "flops": "10M"}}
+    set_fields(data, changes)
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def accuracy(flops: int, epoch: int, seed: int) -> float:
+    return round(0.2 + 0.5 * (1 - math.exp(-flops / 3e6)) * epoch / EPOCHS + 0.02 * seed, 4)
+
+
+def write_table(folder: Path, space_path: Path, *, drop: int = 0, epochs: int = EPOCHS) -> Path:
+    """Every spec of the space at seeds 0 and 1 (less the first ``drop`` specs)."""
+    space = load_space(space_path)
+    rows = []
+    for i, params in enumerate(space.enumerate_params()):
+        if i < drop:
+            continue
+        spec = space.spec_from_params(params)
+        c = spec.count()
+        for seed in (0, 1):
+            for e in range(1, epochs + 1):
+                rows.append({"name": spec.name, "seed": seed, "epoch": e, "val_acc": accuracy(c.flops, e, seed),
+                             "seconds": round(c.flops / 1e6 * e, 3), "flops": c.flops, "params": c.params})
+    path = folder / "table.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_table_is_read_and_checked(tmp_path: Path) -> None:
+    space_path = write_space(tmp_path)
+    table = load_table(write_table(tmp_path, space_path))
+    assert len(table.curves) == 64 and table.epochs == EPOCHS and table.cost_column == "seconds"
+    name = next(iter(table.curves))
+    flops = table.counts[name][0]
+    assert table.curve(name, 1).accuracy == tuple(accuracy(flops, e, 1) for e in (1, 2, 3))
+    assert table.seed_for(name, "0:5") == table.seed_for(name, "0:5") in (0, 1)
+    assert {table.seed_for(name, f"0:{n}") for n in range(20)} == {0, 1}  # one seed per trial, both drawn
+    check_replayable(load_space(space_path), table)
+    assert "another network under the same name" in table.check_spec(name, flops + 1, table.counts[name][1])
+
+
+def bad_table(tmp_path: Path, kind: str) -> Path:
+    space_path = write_space(tmp_path)
+    path = write_table(tmp_path, space_path)
+    frame = pd.read_csv(path)
+    if kind == "no_column":
+        frame = frame.drop(columns=["val_acc"])
+    elif kind == "bad_name":
+        frame.loc[0, "name"] = "ResNet-50"
+    elif kind == "out_of_range":
+        frame.loc[3, "val_acc"] = 1.5
+    elif kind == "not_a_number":
+        frame["seconds"] = frame["seconds"].astype(object)
+        frame.loc[2, "seconds"] = "soon"
+    elif kind == "missing_specs":
+        path = write_table(tmp_path, space_path, drop=5)
+        return path
+    elif kind == "few_epochs":
+        return write_table(tmp_path, space_path, epochs=2)
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("kind, needle", [
+    ("missing", "no such table"),
+    ("no_column", "no column val_acc"),
+    ("bad_name", "name 'ResNet-50' is not a spec name"),
+    ("out_of_range", "row 5: val_acc 1.5 is not between 0 and 1"),
+    ("not_a_number", "row 4: seconds 'soon' is not a finite number"),
+    ("missing_specs", "5 of the 64 feasible specs of space tiny are not in the table: ERKNet-2x1_2x1_2x1"),
+    ("few_epochs", "proxy.epochs: 3 epochs, but the table table.csv holds 2"),
+    ("latency", "a replayed search answers accuracy, flops, params from the table, not latency"),
+])
+def test_bad_tables_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsys, monkeypatch, kind: str,
+                                                            needle: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    if kind == "missing":
+        space, table = write_space(tmp_path), tmp_path / "nowhere.csv"
+    elif kind == "latency":
+        space = write_space(tmp_path, objectives=["accuracy", "latency"])
+        space.write_text(space.read_text().replace("flops: 10M", "latency: 100"))
+        table = write_table(tmp_path, space)
+    else:
+        table = bad_table(tmp_path, kind)
+        space = tmp_path / "tiny.yaml"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = cli(["run", str(space), "--replay", str(table), "--out", str(tmp_path / "studies")], capsys)
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no study folder
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # refused before Ray starts
+
+
+@pytest.mark.slow
+def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: Path) -> None:
+    """ASHA prunes, PRUNED trials carry no values, the front holds COMPLETE trials only, and every
+    accuracy and cost is the table's, at the seed the trial drew and the epoch it reached. At
+    concurrency 1 the in-process simulator proposes the same specs and prunes the same trials."""
+    space = write_space(tmp_path, trials=16, search__concurrency=1)
+    table_path = write_table(tmp_path, space)
+    r = subprocess.run([sys.executable, "-m", "rksearch", "run", str(space), "--replay", str(table_path), "--out",
+                        str(tmp_path / "studies")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "replayed from table.csv" in r.stdout and "Pareto front" in r.stdout
+    folder = tmp_path / "studies" / "tiny"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert study.user_attrs["replay"] == "table.csv"
+    table = load_table(table_path)
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 16
+    pruned = [t for t in done if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all(t.values is None and t.user_attrs["epoch"] < EPOCHS for t in pruned)
+    for t in done:
+        ua = t.user_attrs
+        curve = table.curve(ua["name"], ua["table_seed"])
+        assert ua["table_seed"] == table.seed_for(ua["name"], f"0:{t.number}")
+        assert ua["accuracy"] == curve.accuracy[ua["epoch"] - 1] and ua["seconds"] == curve.cost[ua["epoch"] - 1]
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.values == [curve.accuracy[-1], table.counts[ua["name"]][0]] and ua["epochs"] == EPOCHS
+    hist = hypervolume_history(load_study(folder))  # against the table's cost, the replay's clock
+    assert hist["cost"].iloc[-1] == pytest.approx(sum(t.user_attrs["seconds"] for t in done))
+    assert hist["cost"].is_monotonic_increasing and hist["hypervolume"].iloc[-1] > 0
+    simulated = simulate(load_space(space), table)
+    assert [(t.number, t.state, t.user_attrs.get("name"), t.user_attrs.get("epoch")) for t in simulated.study.trials] \
+        == [(t.number, t.state, t.user_attrs.get("name"), t.user_attrs.get("epoch")) for t in study.trials]
+    assert simulated.cost == pytest.approx(hist["cost"].iloc[-1])
+    csv_rows = pd.read_csv(folder / "trials.csv")
+    assert set(csv_rows["state"]) >= {"COMPLETE", "PRUNED"} and (folder / "pareto.html").is_file()
+
+    r = subprocess.run([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(tmp_path / "studies"),
+                        "--trials", "17"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "study tiny replayed the table table.csv; this run trains" in r.stderr, r.stderr
+
+
+def test_a_replayed_study_is_not_continued_by_training(tmp_path: Path) -> None:
+    from rksearch.search import check_continuable, open_storage
+
+    space = load_space(write_space(tmp_path))
+    table = load_table(write_table(tmp_path, tmp_path / "tiny.yaml"))
+    rdb = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.create_study(study_name="tiny", storage=rdb, directions=["maximize", "minimize"])
+    study.set_user_attr("replay", "table.csv")
+    study.set_user_attr("proxy", space.proxy.model_dump())
+    check_continuable(rdb, space, replay=table)
+    with pytest.raises(RKSearchError, match="study tiny replayed the table table.csv; this run trains"):
+        check_continuable(rdb, space)
