@@ -5,10 +5,16 @@ blocks the search's commits and never sees half of one. ``rksearch run`` opens t
 WAL mode; :func:`open_storage` makes sure of it (the mode is stored in the file) and gives every
 connection a generous busy timeout, so even a brief lock (a checkpoint) makes a request wait
 instead of fail.
+
+optuna-dashboard (0.21) has no login and no read-only mode: whoever reaches it can delete or
+rename studies and change trials. It listens on 127.0.0.1 unless told otherwise; ``read_only``
+puts a filter in front of it that refuses every request but GET and HEAD (each change it makes
+is a POST, PUT, PATCH or DELETE).
 """
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import sqlite3
 import threading
@@ -18,7 +24,7 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .errors import RKSearchError
-from .study import Study, load_study, sqlite_path
+from .study import Study, load_study, sqlite_path, sqlite_url
 
 BUSY_TIMEOUT_S = 60
 
@@ -44,8 +50,23 @@ def open_storage(db: Path):
 
     ensure_wal(db)
     return optuna.storages.RDBStorage(
-        f"sqlite:///{db.resolve()}", engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}}, skip_table_creation=True
+        sqlite_url(db.resolve()), engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}}, skip_table_creation=True
     )
+
+
+READ_METHODS = ("GET", "HEAD")
+
+
+def read_only_app(app):
+    """The WSGI ``app`` answering 405 to every request that could change something."""
+    def guarded(environ, start_response):
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        start_response("405 Method Not Allowed", [("Content-Type", "text/plain; charset=utf-8"),
+                                                  ("Allow", ", ".join(READ_METHODS))])
+        return [b"this dashboard is read-only (rksearch dashboard --read-only)\n"]
+
+    return guarded
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -65,6 +86,12 @@ class Dashboard:
     server: WSGIServer
     study_id: int
     wal: bool
+    read_only: bool = False
+
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond this machine (any address but a loopback one)."""
+        return not ipaddress.ip_address(self.server.server_address[0].split("%")[0]).is_loopback
 
     @property
     def base_url(self) -> str:
@@ -94,9 +121,9 @@ class Dashboard:
 
 
 def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080,
-              storage: str | None = None) -> Dashboard:
+              storage: str | None = None, read_only: bool = False) -> Dashboard:
     """Check the study, open its storage and bind ``host:port`` (0 picks a free port); ``storage``
-    as for :func:`~rksearch.study.load_study`."""
+    as for :func:`~rksearch.study.load_study`; ``read_only`` refuses every change."""
     import optuna
     import optuna_dashboard
 
@@ -106,6 +133,8 @@ def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 808
     else:  # a database server: concurrent readers are its business
         wal, rdb = True, optuna.storages.RDBStorage(study.url, skip_table_creation=True)
     app = optuna_dashboard.wsgi(rdb)
+    if read_only:
+        app = read_only_app(app)
     try:
         server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
     except socket.gaierror as e:
@@ -116,4 +145,4 @@ def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 808
         if e.errno == errno.EACCES:
             raise RKSearchError(f"not allowed to listen on port {port}; use a port above 1023", field="--port") from None
         raise RKSearchError(f"cannot listen on {host}:{port}: {e.strerror or e}", field="--host") from None
-    return Dashboard(study, server, rdb.get_study_id_from_name(study.name), wal)
+    return Dashboard(study, server, rdb.get_study_id_from_name(study.name), wal, read_only)

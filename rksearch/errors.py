@@ -8,15 +8,29 @@ from __future__ import annotations
 from pathlib import Path
 
 
+MAX_MESSAGE = 1000  # characters of a message; a value echoed from a hostile file can be huge
+MAX_FIELD = 200  # characters of a field path (keys come from the user's file too)
+
+
+def capped(text: str, limit: int) -> str:
+    """``text`` on one line (line breaks shown as ``\\n``), at most about ``limit`` characters; a
+    capped text stays as it is when capped again (an error re-raised with its message)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit + 50:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 class RKSearchError(Exception):
-    """A user error: bad file, bad field, bad value. ``str()`` is the one-line message."""
+    """A user error: bad file, bad field, bad value. ``str()`` is the one-line message, capped
+    (MAX_MESSAGE, MAX_FIELD) however large a value it echoes."""
 
     exit_code = 2
 
     def __init__(self, message: str, *, source: str | Path | None = None, field: str | None = None):
-        self.message = message
+        self.message = capped(str(message), MAX_MESSAGE)
         self.source = str(source) if source is not None else None
-        self.field = field
+        self.field = capped(str(field), MAX_FIELD) if field is not None else None
         super().__init__(self.render())
 
     def render(self) -> str:

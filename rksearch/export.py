@@ -16,7 +16,7 @@ from .spec import save_spec
 from .study import Study, load_study
 
 PICKS = ("knee", "best-accuracy", "min-flops", "trial:N", "baseline:N")
-_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
+_AMOUNT = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$")
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 

@@ -6,6 +6,7 @@ YAML 1.1 reads ``2.5e9`` (no ``+`` in the exponent) as a string, which should no
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal, Optional
 
@@ -17,7 +18,7 @@ OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize",
               "latency": "minimize", "throughput": "maximize"}
 
 _SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
+_QUANTITY = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
 
 
 def quantity(value: Any) -> Any:
@@ -131,9 +132,11 @@ def parse_reference_point(raw: Any, objectives: tuple[str, ...], chk: Checker) -
         if key not in objectives:
             raise chk.fail(f"reference_point.{key}", f"not an objective of this space; objectives: {', '.join(objectives)}")
         try:
-            quantity(value)
+            number = quantity(value)
         except ValueError as e:
             raise chk.fail(f"reference_point.{key}", str(e)) from None
+        if not math.isfinite(number):  # a hypervolume against NaN or infinity fails after the whole search
+            raise chk.fail(f"reference_point.{key}", f"expected a finite number, got {number}")
     missing = [o for o in objectives if o not in raw]
     if missing:
         raise chk.fail("reference_point", f"missing {', '.join(missing)}: give one value per objective")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -180,7 +181,7 @@ def reader_url(db: Path) -> str:
     writer leaves behind and then reports the database as malformed. Reads in WAL mode never
     block the writer; with ``skip_table_creation`` nothing is ever written.
     """
-    return f"sqlite:///{db.resolve()}"
+    return sqlite_url(db.resolve())
 
 
 def _load_optuna(url: str, name: str, source: str | Path):
@@ -228,9 +229,18 @@ def shown_url(url: str) -> str:
         return url
 
 
+def sqlite_url(db: Path, query: str = "") -> str:
+    """The ``sqlite:///`` URL of the file ``db``, ``query`` its query string. SQLAlchemy ends the
+    path at a ``?`` and decodes ``%XX`` in it, so ``%``, ``?`` and ``#`` are quoted: a folder
+    named ``a?b`` must not open a database named ``a``."""
+    path = str(db).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return f"sqlite:///{path}?{query}" if query else f"sqlite:///{path}"
+
+
 def sqlite_path(url: str) -> Path | None:
-    """The database file of an ``sqlite:///`` URL (its query string left out), else None."""
-    return Path(url[len("sqlite:///"):].partition("?")[0]) if url.startswith("sqlite:///") else None
+    """The database file of an ``sqlite:///`` URL (its query string left out, ``%XX`` decoded as
+    SQLAlchemy does), else None."""
+    return Path(unquote(url[len("sqlite:///"):].partition("?")[0])) if url.startswith("sqlite:///") else None
 
 
 def absolute_url(url: str) -> str:
@@ -239,8 +249,7 @@ def absolute_url(url: str) -> str:
     path = sqlite_path(url)
     if path is None or path.is_absolute():
         return url
-    _, sep, query = url.partition("?")
-    return f"sqlite:///{path.resolve()}{sep}{query}"
+    return sqlite_url(path.resolve(), url.partition("?")[2])
 
 
 def storage_of(study_dir: Path) -> str | None:

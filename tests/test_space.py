@@ -169,6 +169,9 @@ ERRORS = [
     (changed(reference_point={"accuracy": 0}), "reference_point", "missing flops"),
     (changed(reference_point={"accuracy": 0, "flops": 1, "latency": 1}), "reference_point.latency", "not an objective"),
     (changed(reference_point={"accuracy": 0, "flops": "big"}), "reference_point.flops", "a number such as"),
+    (changed(reference_point={"accuracy": float("nan"), "flops": 1}), "reference_point.accuracy", "a finite number, got nan"),
+    (changed(reference_point={"accuracy": 0, "flops": float("inf")}), "reference_point.flops", "a finite number, got inf"),
+    (changed(reference_point={"accuracy": 0, "flops": "9e999"}), "reference_point.flops", "a finite number, got inf"),
     (changed(name="my study"), "name", "not a study name"),
     (changed(constraints=[1]), "constraints", "expected a mapping, got list"),
 ]
