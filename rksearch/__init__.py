@@ -1,40 +1,53 @@
 """rksearch: neural architecture search over Runge-Kutta CNNs (ERKNets and IRKNets).
 
-The root imports no torch: ``rksearch --help``, ``rksearch describe`` and ``rksearch space`` start
-without it. The spec and counting names are plain Python and imported here; ``build_model`` and
-``create_model`` (torch) load on first use (PEP 562). ``count`` must be imported eagerly: it is
-also the name of the submodule ``rksearch.count``, which, imported later by anything, would bind
-the module in its place.
+The public names load on first use (PEP 562), so ``import rksearch`` costs nothing: ``rksearch
+--help`` starts without numpy and pydantic, ``describe`` and ``space`` without torch (only
+``build_model`` and ``create_model`` need it).
 """
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .count import Counts, count
-from .errors import RKSearchError
-from .spec import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec, save_spec
-
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them
+    from .count import Counts, count
+    from .errors import RKSearchError
     from .models import build_model, create_model
+    from .spec import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec, save_spec
 
 __version__ = "0.1.0"
 
-_LAZY = {"build_model": "rksearch.models", "create_model": "rksearch.models"}
-
-__all__ = [
-    "Counts", "PeriodSpec", "RKNetSpec", "RKSearchError", "build_model", "count", "create_model",
-    "load_spec", "parse_name", "resolve_spec", "save_spec",
-]
+_API = {
+    "Counts": "rksearch.count", "count": "rksearch.count", "RKSearchError": "rksearch.errors",
+    "build_model": "rksearch.models", "create_model": "rksearch.models",
+    "PeriodSpec": "rksearch.spec", "RKNetSpec": "rksearch.spec", "load_spec": "rksearch.spec",
+    "parse_name": "rksearch.spec", "resolve_spec": "rksearch.spec", "save_spec": "rksearch.spec",
+}
+__all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+    if name in _API:
+        value = getattr(import_module(_API[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rksearch' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_API})
+
+
+class _Package(types.ModuleType):
+    """``rksearch.count`` stays the function: importing the submodule of that name (which Python
+    then binds on the package) must not replace it, as the eager root never let it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

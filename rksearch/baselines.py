@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .baseline_names import NAMES_HELP
 from .count import Counts
 from .errors import RKSearchError, from_validation_error
 from .spec import RKNetSpec, Stem, StrictPosInt, parse_yaml, read_text, resolve_spec
@@ -286,7 +287,6 @@ TORCHVISION = {
 }
 _DENSENET = re.compile(r"^densenet(?:-(?P<variant>b|c|bc))?-(?P<depth>\d+)(?:-k(?P<k>\d+))?$")
 _CLIQUENET = re.compile(r"^cliquenet(?:-t(?P<T>\d+)-k(?P<k>\d+))?(?:-(?P<flags>[abc]+))?$")
-NAMES_HELP = "densenet121|161|169|201, densenet[-b|-c|-bc]-L[-kK] (e.g. densenet-bc-100), cliquenet[-tT-kK][-abc]"
 
 
 def _densenet_fields(m: re.Match) -> dict[str, Any]:

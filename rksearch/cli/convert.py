@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from ..baselines import NAMES_HELP
+from ..baseline_names import NAMES_HELP
 from ..errors import RKSearchError
 from ._app import app, as_option, ints, out
 
