@@ -628,6 +628,31 @@ def check_dataset(space: SearchSpace) -> None:
         raise RKSearchError(e.message, source=space.source, field=f"network.{e.field}") from None
 
 
+def fit_to_machine(space: SearchSpace) -> tuple[SearchSpace, str | None]:
+    """A space that asks for GPUs, on a local Ray without any: trials on the CPU instead, one CPU each,
+    as many at once as there are CPUs (at most the space's concurrency), and a one-line notice of
+    what changed. Unchanged where a GPU exists, or where ``--set`` pinned ``search.resources.gpu``."""
+    import dataclasses
+
+    import ray
+
+    need = space.search.resources
+    pinned = any(k.startswith("search.resources") for k, _ in space.overrides)
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if need.gpu == 0 or pinned or any(r.get("GPU", 0) > 0 for r in nodes):
+        return space, None
+    cpus = int(max((r.get("CPU", 0) for r in nodes), default=1)) or 1
+    concurrency = max(1, min(space.search.concurrency, cpus))
+    search = space.search.model_copy(update={"concurrency": concurrency,
+                                             "resources": need.model_copy(update={"cpu": 1.0, "gpu": 0.0})})
+    proxy = space.proxy.model_copy(update={"device": "cpu"}) if space.proxy.device == "cuda" else space.proxy
+    notice = (f"no GPU here: trials run on the CPU (search.resources {need.cpu:g} CPU + {need.gpu:g} GPU -> 1 CPU, "
+              f"concurrency {space.search.concurrency} -> {concurrency} on {cpus} CPUs"
+              + (", proxy.device cuda -> cpu" if proxy is not space.proxy else "")
+              + "); --set search.resources.gpu=... pins the space's request")
+    return dataclasses.replace(space, search=search, proxy=proxy), notice
+
+
 def check_resources(space: SearchSpace) -> None:
     """Each trial must fit on one live node of the local Ray cluster: Tune would wait for it forever."""
     import ray
@@ -832,7 +857,8 @@ def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | Non
     except OSError as e:
         raise RKSearchError(f"cannot create the study folder: {e.strerror}", source=study_dir, field="--out") from None
     if space.source is not None:
-        write_text(study_dir / "space.yaml", space.source.read_text(encoding="utf-8"))
+        head = "".join(f"# run with --set {k}={v!r}\n" for k, v in space.overrides)  # what the file does not say
+        write_text(study_dir / "space.yaml", head + space.source.read_text(encoding="utf-8"))
     return study_dir, aside
 
 
@@ -887,13 +913,15 @@ def run_search(
     max_failures: int | None = None,
     on_update: Callable[["RKSearcher"], None] | None = None,
     replay: str | Path | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Run (or continue) the search of ``space`` until ``trials`` trials are done.
 
     Done means trained to the full proxy budget or stopped early by ASHA; rejected and
     duplicate proposals and failures do not count. Running it again continues the study.
     ``replay``: a tabulated benchmark (:mod:`rksearch.replay`) whose learning curves the trials
-    read instead of training; each trial's ``seconds`` is then the table's cost.
+    read instead of training; each trial's ``seconds`` is then the table's cost. ``notify`` gets
+    one-line notices before the search starts (a GPU space moved to the CPU).
     """
     from ray import tune
 
@@ -927,6 +955,9 @@ def run_search(
     address = address or space.search.address
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
+        space, notice = fit_to_machine(space)
+        if notice is not None and notify is not None:
+            notify(notice)
         check_resources(space)
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
@@ -937,7 +968,8 @@ def run_search(
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
                  "space": space.source.read_text() if space.source else None,
                  "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
-                 "replay": table.path.name if table is not None else None}.items():
+                 "replay": table.path.name if table is not None else None,
+                 "overrides": dict(space.overrides) or None}.items():
         study.set_user_attr(k, v)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -1066,17 +1098,26 @@ class _FailureStop(Stopper):
 
 
 class _Progress(Callback):
-    """Calls ``on_update(searcher)`` whenever a trial starts or ends."""
+    """Calls ``on_update(searcher)`` whenever a trial starts or ends, and every ``TICK`` seconds
+    between (elapsed time moves; a log file gets its periodic status line)."""
+
+    TICK = 5.0
 
     def __init__(self, searcher: RKSearcher, on_update: Callable[[RKSearcher], None] | None):
         self.searcher, self.on_update = searcher, on_update
+        self._last = time.monotonic()
 
     def __getstate__(self) -> dict:  # Tune pickles its state; the live display stays here
-        return {"searcher": None, "on_update": None}
+        return {"searcher": None, "on_update": None, "_last": 0.0}
 
     def _update(self, *args: Any, **info: Any) -> None:
+        self._last = time.monotonic()
         if self.on_update:
             self.on_update(self.searcher)
+
+    def on_step_end(self, *args: Any, **info: Any) -> None:
+        if time.monotonic() - self._last >= self.TICK:
+            self._update()
 
     on_trial_start = on_trial_complete = on_trial_error = _update
 

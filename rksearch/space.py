@@ -11,6 +11,7 @@ space replaces the period choices by one categorical ``candidate`` over an expli
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import random
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from .count import count
 from .domain import Checker, Domain
 from .errors import RKSearchError, from_validation_error
+from .overrides import apply_overrides, blame
 from .proxy import ProxyConfig
 from .space_config import OBJECTIVES, Constraints, SearchConfig, parse_objectives, parse_reference_point
 from .space_parse import (
@@ -103,6 +105,8 @@ class SearchSpace:
     candidates: CandidatesSpace | None = None
     baselines: tuple[Baseline, ...] = ()
     """Known networks each trained once per study under the same proxy, apart from the search."""
+    overrides: tuple[tuple[str, Any], ...] = ()
+    """Fields the command line set over the file's (``--set``, ``--data-root``, ``--dataset``)."""
 
     @property
     def objectives(self) -> list[str]:
@@ -287,9 +291,17 @@ GRID_LIMIT = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file."""
-    return parse_space(parse_yaml(read_text(path), path), source=Path(path))
+def load_space(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+    """Read and validate a search-space YAML file; ``overrides`` ({dotted key: value}, see
+    :mod:`rksearch.overrides`) set fields over the file's before it is validated."""
+    data = parse_yaml(read_text(path), path)
+    if not overrides:
+        return parse_space(data, source=Path(path))
+    try:
+        space = parse_space(apply_overrides(data, dict(overrides), path), source=Path(path))
+    except RKSearchError as e:
+        raise blame(e, dict(overrides)) from None
+    return dataclasses.replace(space, overrides=tuple(overrides.items()))
 
 
 def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:

@@ -69,6 +69,12 @@ CASES = [
     ("space", "bad_range.yaml", [], "periods.stages"),
     ("space", "dup_key.yaml", [], "key 'name' given twice"),
     ("space", "unknown_dataset.yaml", [], "proxy.dataset: unknown dataset 'mnist'; choose one of demo"),
+    ("run", "not_a_spec.yaml", ["--set", "proxy.epoch=2"], "--set proxy.epoch: 2: unknown key"),  # the good space
+    ("run", "not_a_spec.yaml", ["--set", "proxy.epochs=two"], "--set proxy.epochs: 'two': Input should be a valid int"),
+    ("run", "not_a_spec.yaml", ["--dataset", "mnist"], "--dataset: 'mnist': unknown dataset 'mnist'; choose one of"),
+    ("space", "not_a_spec.yaml", ["--set", "name.x=1"], "--set name.x: name is 'demo' in"),
+    ("zc", None, ["{tmp}/not_a_spec.yaml", "--sample", "1", "--set", "proxy"], "--set: expected KEY=VALUE with a dotted"),
+    ("calibrate", "not_a_spec.yaml", ["--set", "proxy.val_size=-1"], "--set proxy.val_size: -1: Input should be greater"),
     ("run", "malformed.yaml", [], "malformed YAML"),
     ("run", "unknown_key.yaml", [], "budget"),
     ("run", "wrong_type.yaml", [], "search.trials"),
@@ -83,7 +89,8 @@ CASES = [
     ("run", "val_too_big.yaml", [], "proxy.val_size: 100000 leaves no training images"),
     ("run", None, ["{tmp}/not_a_spec.yaml", "--address", "127.0.0.1:1"], "--address: cannot reach a Ray cluster at 127.0"),
     ("run", "wrong_size.yaml", [], "network.input_size: is 64 but demo images are 32x32"),
-    ("run", "many_gpus.yaml", [], "search.resources.gpu: each trial asks for 1 CPU and 64 GPU"),
+    ("run", "many_gpus.yaml", ["--set", "search.resources.gpu=64"],  # pinned: no move to the CPU
+     "search.resources.gpu: each trial asks for 1 CPU and 64 GPU"),
     ("run", "small_grid.yaml", [], "search.trials: 12 trials, but the grid holds 3 feasible specs and trains each once"),
     ("run", "small_grid.yaml", ["--trials", "5"], "--trials: 5 trials, but the grid holds 3"),
     ("space", "markup[v2].yaml", [], "markup[v2].yaml: objectives: expected a list such as [accuracy, flops]"),

@@ -188,3 +188,28 @@ def test_a_replayed_study_is_not_continued_by_training(tmp_path: Path) -> None:
     check_continuable(rdb, space, replay=table)
     with pytest.raises(RKSearchError, match="study tiny replayed the table table.csv; this run trains"):
         check_continuable(rdb, space)
+
+
+@pytest.mark.slow
+def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: Path) -> None:
+    """stdout a log file: one plain line per finished trial, written as they finish (not at the end)."""
+    import time
+
+    space = write_space(tmp_path, trials=30)
+    table = write_table(tmp_path, space)
+    log = tmp_path / "run.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--replay", str(table), "--out",
+                                 str(tmp_path / "studies")], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "done 1 (" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert "done 1 (" in log.read_text() and proc.poll() is None, log.read_text()[-2000:]  # before the end
+        assert proc.wait(timeout=600) == 0, log.read_text()[-2000:]
+    finally:
+        proc.kill()
+    text = log.read_text()
+    status = [line for line in text.splitlines() if line.startswith("tiny ") and " done " in line]
+    assert len(status) >= 30 and "\x1b[" not in text  # a line per finished trial, no terminal codes
+    assert text.index("done 1 (") < text.index("Pareto front")

@@ -273,3 +273,17 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
     assert fail_stale_trials(study, storage) == 1  # a folder's own database: an unclaimed trial is a killed driver's
     assert [t.state.name for t in study.trials] == ["RUNNING", "FAIL", "FAIL", "FAIL"]
     assert study.trials[1].user_attrs["fail_reason"] == "its driver died before the trial finished"
+
+
+def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path) -> None:
+    """No GPU here: a space asking for a quarter GPU and 4 CPUs per trial runs on the CPU, one CPU
+    per trial, and says what changed; the overrides it ran with are recorded."""
+    space = make_space(tmp_path, "gpu_space", search__resources={"cpu": 4, "gpu": 0.25}, search__concurrency=4,
+                       search__trials=2)
+    r = rksearch("run", str(space), "--out", str(tmp_path), "--set", "proxy.val_size=64")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "no GPU here: trials run on the CPU (search.resources 4 CPU + 0.25 GPU -> 1 CPU, concurrency 4 -> " in r.stdout
+    study = load(tmp_path / "gpu_space")
+    assert sum(t.user_attrs.get("outcome") in ("trained", "pruned") for t in study.trials) == 2
+    assert study.user_attrs["overrides"] == {"proxy.val_size": 64} and study.user_attrs["proxy"]["val_size"] == 64
+    assert (tmp_path / "gpu_space" / "space.yaml").read_text().startswith("# run with --set proxy.val_size=64\n")

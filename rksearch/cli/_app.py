@@ -47,3 +47,17 @@ def as_option(e: RKSearchError, options: dict[str, str]) -> RKSearchError:
     if field in options and message == "unknown key":  # an option the chosen network or dataset lacks
         message = "does not apply here"
     return RKSearchError(message, source=e.source, field=options.get(field, field))
+
+
+# The space overrides every command that reads a space takes (rksearch.overrides).
+SET_HELP = "Set a space field over the file's: KEY=VALUE, dotted keys, YAML values (proxy.epochs=2, search.resources.gpu=0); repeatable."
+DATA_ROOT_HELP = "Where the proxy's data lies (sets proxy.root): a folder or an image-folder zip."
+DATASET_HELP = "The proxy's dataset (sets proxy.dataset): demo, imagefolder, cifar10, cifar100, svhn."
+
+
+def load_space_with(path, sets: Optional[list[str]], data_root, dataset):
+    """The space at ``path`` with the command line's ``--set``/``--data-root``/``--dataset`` applied."""
+    from ..overrides import parse_overrides
+    from ..space import load_space
+
+    return load_space(path, parse_overrides(sets or [], data_root=data_root, dataset=dataset))

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import app, out
+from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 
 def _num(v: Optional[float], fmt: str = ".2f") -> str:
@@ -52,12 +52,14 @@ def calibrate(
     fresh: bool = typer.Option(False, "--fresh", help="Move an existing calibration aside and start over."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Train sampled specs at several proxy budgets and measure how well each ranks them."""
     from ..calibrate import CalibrationFailed, calibrate as run_calibration
-    from ..space import load_space
 
-    space = load_space(space_file)
+    space = load_space_with(space_file, sets, data_root, dataset)
     started = time.perf_counter()
     with out.status(f"[bold]{space.name}[/]: calibrating ...") as status:
 

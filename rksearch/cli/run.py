@@ -1,13 +1,17 @@
 """``rksearch run``: the main job."""
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 
-from ._app import app, out
+from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
+
+PLAIN_EVERY = 60.0  # seconds between status lines when stdout is not a terminal (a log file)
 
 
 @app.command()
@@ -19,25 +23,20 @@ def run(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: the space's storage:, else sqlite in <out>/<name>/optuna.db); recorded in the study folder."),
     out_dir: Path = typer.Option(Path("studies"), "--out", help="Folder that holds the study folders."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="End the search once more trials than this have failed."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
-    from rich.live import Live
-
-    from ..search import default_storage, run_search, summarise
-    from ..space import load_space
+    from ..search import default_storage, run_search
     from ..study import shown_url
 
-    space = load_space(space_file)
+    space = load_space_with(space_file, sets, data_root, dataset)
     started = time.perf_counter()
-    with Live(console=out, refresh_per_second=2, transient=True) as live:
-        live.update(f"[bold]{space.name}[/]: starting Ray ...")
-
-        def update(searcher) -> None:
-            live.update(summarise(searcher, time.perf_counter() - started))
-
+    with _display(space.name, started) as (update, notify):
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
-                            max_failures=max_failures, on_update=update, replay=replay)
+                            max_failures=max_failures, on_update=update, replay=replay, notify=notify)
     t = result.tally
     if result.set_aside is not None:
         out.print(f"the old study is now {result.set_aside} (rksearch pareto {result.set_aside})", markup=False,
@@ -63,3 +62,34 @@ def run(
     d = result.study_dir
     out.print(f"next: rksearch pareto {d}{flag}  |  rksearch export {d}{flag} --pick knee -o best.yaml"
               f"  |  rksearch dashboard {d}{flag}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _display(name: str, started: float) -> Iterator[tuple[Callable, Callable]]:
+    """(on_update, notify) for a search: a live status line in a terminal; plain lines otherwise
+    (a log file, a pipe): one per finished trial and a status line at least every minute."""
+    from ..search import summarise
+
+    def plain(line: str, markup: bool = False) -> None:
+        out.print(line, markup=markup, highlight=False, soft_wrap=True)
+        sys.stdout.flush()
+
+    if not out.is_terminal:
+        seen = {"finished": 0, "at": time.perf_counter()}
+
+        def lines(searcher) -> None:
+            t, now = searcher.tally, time.perf_counter()
+            finished = t.trained + t.pruned + t.failed + t.baselines
+            if finished != seen["finished"] or now - seen["at"] >= PLAIN_EVERY:
+                seen.update(finished=finished, at=now)
+                plain(summarise(searcher, now - started), markup=True)
+
+        plain(f"{name}: starting Ray ...")
+        yield lines, plain
+        return
+    from rich.live import Live
+
+    with Live(console=out, refresh_per_second=2, transient=True) as live:
+        live.update(f"[bold]{name}[/]: starting Ray ...")
+        yield (lambda searcher: live.update(summarise(searcher, time.perf_counter() - started))), \
+            (lambda line: live.console.print(line, markup=False, highlight=False, soft_wrap=True))

@@ -4,22 +4,22 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
-from ._app import app, out
+from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 
 def _per_period(values: list[Any]) -> str:
     return str(values[0]) if len(set(values)) == 1 else "/".join(str(v) for v in values)
 
 
-def _summary(path: Path, n: int, seed: int) -> dict[str, Any]:
+def _summary(path: Path, n: int, seed: int, sets: Optional[list[str]] = None, data_root: Optional[Path] = None,
+             dataset: Optional[str] = None) -> dict[str, Any]:
     from ..count import count
-    from ..space import load_space
 
-    space = load_space(path)
+    space = load_space_with(path, sets, data_root, dataset)
     rng = random.Random(seed)
     fe = space.feasibility(rng)
     samples = []
@@ -102,9 +102,12 @@ def space(
     sample: int = typer.Option(5, "--sample", "-n", min=0, help="How many uniformly sampled specs to show."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling (the shown specs and the estimate)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Size of a search space, the share that meets its constraints, and sampled specs."""
-    info = _summary(path, sample, seed)
+    info = _summary(path, sample, seed, sets, data_root, dataset)
     if as_json:
         print(json.dumps(info))
     else:

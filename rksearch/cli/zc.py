@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from ._app import app, out
+from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 _DEFAULT_SCORES = "synflow,naswot,grad_norm,snip,flops,params"
 
@@ -41,14 +42,16 @@ def zc(
     seed: int = typer.Option(0, "--seed", help="Seeds the sample, the batch and every network's initialisation."),
     batch_size: int = typer.Option(64, "--batch-size", min=2, help="Images in the one batch of proxy data."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Score sampled specs without training: synflow, NASWOT, grad_norm, snip, FLOPs, params."""
     from ..train import resolve_device
-    from ..space import load_space
     from ..zerocost import DATA_FREE, check_names, proxy_batch, score_spec
 
     names = check_names(n.strip() for n in scores.split(",") if n.strip())
-    space = load_space(space_file)
+    space = load_space_with(space_file, sets, data_root, dataset)
     rng = random.Random(seed)
     specs = [space.sample(rng) for _ in range(sample)]
     needs_data = any(n not in DATA_FREE for n in names)
