@@ -76,20 +76,47 @@ class ParetoReport:
             f"{_cell(r['flops'], 'flops')} GFLOPs, {_cell(r['params'], 'params')} M params" for _, r in b.iterrows()]
 
     def html(self, *, paper: bool = False, include_plotlyjs: bool | str = True) -> str:
-        """One page: the front and the hypervolume history."""
+        """One page: the front and the hypervolume history. ``include_plotlyjs`` as Plotly's
+        ``to_html`` takes it (True: inside the page), or ``"beside"``: the page loads
+        ``plotly.min.js`` from its own folder, ``"parent"``: from the folder above (a study folder's
+        page, one copy for every study of ``--out``); both fall back to the CDN, and say so where
+        neither loads (:func:`write_plotlyjs` writes the file)."""
         figs = [pareto_figure(self.study, self.front.objectives, paper=paper),
                 hypervolume_figure(self.study, self.front.objectives, history=self.history)]
-        body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False)
+        local = {"beside": PLOTLY_JS, "parent": f"../{PLOTLY_JS}"}.get(include_plotlyjs) if isinstance(
+            include_plotlyjs, str) else None
+        inline = include_plotlyjs if local is None else False
+        body = "\n".join(fig.to_html(full_html=False, include_plotlyjs=inline if i == 0 else False)
                          for i, fig in enumerate(figs))
-        if include_plotlyjs == "cdn":
+        head = ""
+        if local is not None:
+            from plotly.offline import get_plotlyjs_version
+
+            cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+            head = (f'<script charset="utf-8" src="{local}"></script>\n'
+                    f'<script>if (!window.Plotly) document.write(\'<script charset="utf-8" src="{cdn}"><\\/script>\');</script>\n')
+        if local is not None or include_plotlyjs == "cdn":
             body = _OFFLINE.format(folder=escape(str(self.study.path)), name=escape(self.study.name)) + body
         return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{escape(self.study.name)}: Pareto front</title>"
-                f"</head><body>\n{body}\n</body></html>\n")
+                f"\n{head}</head><body>\n{body}\n</body></html>\n")
 
 
-_OFFLINE = """<p id="rksearch-offline" style="display:none">The plots need plotly.js from its CDN, which this
-browser could not load. Offline, <code>rksearch pareto {folder} --html {name}.html</code> writes the page
-with plotly.js inside.</p>
+PLOTLY_JS = "plotly.min.js"
+
+
+def write_plotlyjs(folder: Path) -> None:
+    """plotly.js (about 4.8 MB) written once into ``folder`` for the pages that load it from there;
+    rewritten only when another Plotly version is installed."""
+    from plotly.offline import get_plotlyjs
+
+    path, text = folder / PLOTLY_JS, get_plotlyjs()
+    if not path.is_file() or path.stat().st_size != len(text.encode()):
+        write_text(path, text)
+
+
+_OFFLINE = """<p id="rksearch-offline" style="display:none">The plots need plotly.js: neither the copy beside this
+study's folder nor its CDN could be loaded. <code>rksearch pareto {folder} --html {name}.html</code> writes the
+page with plotly.js beside it.</p>
 <script>window.addEventListener("load", function () {{
   if (!window.Plotly) document.getElementById("rksearch-offline").style.display = "block";
 }});</script>
@@ -125,10 +152,13 @@ def write_report(study_dir: str | Path, *, paper: bool = False, storage: str | N
     """Write ``trials.csv`` and ``pareto.html`` into a study folder (what ``rksearch run`` calls last),
     reading the study from ``storage`` where it lives elsewhere.
 
-    The HTML loads plotly.js from its CDN to stay small enough to commit (tens of KB instead of 5 MB).
+    The page loads plotly.js from the folder above the study's, written there once for every
+    study of that folder (a study folder stays small enough to commit: tens of KB, not 5 MB), and
+    from the CDN where that copy is missing.
     """
     study = load_study(study_dir, storage=storage)
     report = ParetoReport.of(study)
     write_text(study.path / "trials.csv", trials_csv(study))
-    write_text(study.path / "pareto.html", report.html(paper=paper, include_plotlyjs="cdn"))
+    write_text(study.path / "pareto.html", report.html(paper=paper, include_plotlyjs="parent"))
+    write_plotlyjs(study.path.resolve().parent)
     return report

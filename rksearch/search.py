@@ -37,7 +37,7 @@ from .errors import RKSearchError
 from .files import write_text
 from .prescreen import enqueue_prescreened
 from .replay import check_replayable, load_table, replay_trial
-from .proxy import ProxyConfig
+from .proxy import ProxyConfig, threads_warning
 from .space import SearchSpace
 from .space_parse import Baseline
 from .stopping import raise_if_swallowed, shielded, terminated
@@ -958,6 +958,9 @@ def run_search(
         space, notice = fit_to_machine(space)
         if notice is not None and notify is not None:
             notify(notice)
+    threads = threads_warning(space.search.resources.cpu)  # each trial runs on its CPUs, whatever the environment asks
+    if threads is not None and notify is not None:
+        notify(threads)
         check_resources(space)
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)

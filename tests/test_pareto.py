@@ -358,8 +358,8 @@ def test_write_report(study) -> None:
     for column in ("flops", "params", "epochs", "p0_stages", "p0_growth_rate"):  # ...and counts stay whole
         assert all(r[column] == "" or r[column].isdigit() for r in rows), (column, {r[column] for r in rows})
     html = (study / "pareto.html").read_text()
-    assert "cdn.plot.ly" in html and "Pareto front" in html and "hypervolume history" in html
-    assert len(html) < 200_000
+    assert 'src="../plotly.min.js"' in html and "Pareto front" in html and "hypervolume history" in html
+    assert len(html) < 200_000 and (study.parent / "plotly.min.js").stat().st_size > 1_000_000  # once per --out
     assert report.front.hypervolume > 0
 
 
@@ -374,7 +374,8 @@ def test_pareto_command(studies, rk, tmp_path) -> None:
     assert "reference point: accuracy 0 %, flops 2 GFLOPs" in out
     assert "hypervolume: 1.645 (accuracy x GFLOPs)" in out
     assert "hypervolume history" in out and "knee (trial" in out
-    assert html.stat().st_size > 1_000_000  # self-contained: plotly.js inside, works offline
+    assert html.stat().st_size < 200_000 and 'src="plotly.min.js"' in html.read_text()  # plotly.js beside it:
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000  # the page opens offline
     code, out, _ = rk("pareto", studies / "known", "--objectives", "accuracy,params")
     assert code == 0 and "objectives: accuracy (max), params (min)" in out and "derived for params" in out
 

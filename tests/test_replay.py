@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,7 +201,8 @@ def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: P
     log = tmp_path / "run.log"
     with log.open("w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--replay", str(table), "--out",
-                                 str(tmp_path / "studies")], stdout=f, stderr=subprocess.STDOUT)
+                                 str(tmp_path / "studies")], stdout=f, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "4"})
     try:
         deadline = time.monotonic() + 300
         while "done 1 (" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
@@ -213,3 +215,5 @@ def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: P
     status = [line for line in text.splitlines() if line.startswith("tiny ") and " done " in line]
     assert len(status) >= 30 and "\x1b[" not in text  # a line per finished trial, no terminal codes
     assert text.index("done 1 (") < text.index("Pareto front")
+    assert "OMP_NUM_THREADS=4 in the environment, but each trial gets 1 CPU(s) from Ray" in text  # said once
+    assert text.count("OMP_NUM_THREADS=4") == 1

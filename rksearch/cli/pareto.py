@@ -28,19 +28,20 @@ def pareto(
 ) -> None:
     """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
     from ..files import write_text
-    from ..pareto_report import ParetoReport
+    from ..pareto_report import ParetoReport, write_plotlyjs
     from ..study import load_study
 
     if html is not None:
         _writable(html, "--html")
     report = ParetoReport.of(load_study(study_dir, storage=storage), objectives)
-    page = report.html(paper=paper) if html is not None else None  # a page it cannot draw fails before the table
+    page = report.html(paper=paper, include_plotlyjs="beside") if html is not None else None  # fails before the table
     for line in report.lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(report.table())
     if html is not None:
         write_text(html, page)
-        out.print(f"wrote {html}", markup=False, highlight=False, soft_wrap=True)
+        write_plotlyjs(html.resolve().parent)  # once beside the page: it opens offline
+        out.print(f"wrote {html} (and plotly.min.js beside it)", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
