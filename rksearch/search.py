@@ -521,11 +521,20 @@ class SearchResult:
     done: int
     report: Any = None  # the ParetoReport of trials.csv and pareto.html
     set_aside: Optional[Path] = None  # where --fresh moved the old study folder
+    concurrency: int = 1  # trials the search ran at once
 
     @property
     def framework_share(self) -> float:
-        """(wall time - sum of trial training times) / wall time."""
-        return max(0.0, 1 - self.tally.train_seconds / self.wall_seconds) if self.wall_seconds else 0.0
+        """The share of the machine's trial slots not spent in trials: see :func:`overhead_share`."""
+        return overhead_share(self.tally.train_seconds, self.wall_seconds, self.concurrency)
+
+
+def overhead_share(trial_seconds: float, wall_seconds: float, concurrency: int) -> float:
+    """1 - (sum of trial seconds) / (wall seconds x concurrency): of the time the search held its
+    ``concurrency`` trial slots, the share no trial used (start-up, idle slots, bookkeeping). The
+    old formula left concurrency out and read 0 % for a search that wasted a quarter of the machine."""
+    capacity = wall_seconds * max(1, concurrency)
+    return min(1.0, max(0.0, 1 - trial_seconds / capacity)) if capacity > 0 else 0.0
 
 
 def driver_id() -> str:
@@ -1012,7 +1021,7 @@ def run_search(
                 done = new_done
     report = write_outputs(study_dir, url)
     result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
-                          count_done(study), report, aside)
+                          count_done(study), report, aside, space.search.concurrency)
     if searcher.tally.failed > max_failures:
         n = searcher.tally.failed
         raise SearchAborted(f"stopped after {n} failed trial{'s' * (n != 1)} ({bound}); last: "

@@ -287,3 +287,4 @@ def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path) -> None:
     assert sum(t.user_attrs.get("outcome") in ("trained", "pruned") for t in study.trials) == 2
     assert study.user_attrs["overrides"] == {"proxy.val_size": 64} and study.user_attrs["proxy"]["val_size"] == 64
     assert (tmp_path / "gpu_space" / "space.yaml").read_text().startswith("# run with --set proxy.val_size=64\n")
+

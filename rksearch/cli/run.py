@@ -45,7 +45,8 @@ def run(
     out.print(
         f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}{baselines}, "
         f"pruned {t.pruned}, failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
-        + (f"framework share {100 * result.framework_share:.0f} %" if replay is None else
+        + (f"overhead {100 * result.framework_share:.0f} % ({result.concurrency} trial slots x wall time not in trials)"
+           if replay is None else
            f"replayed from {replay.name}: {t.train_seconds:.0f} s of the table's training cost")
     )
     for reason in t.reasons[-5:]:
