@@ -391,10 +391,12 @@ def _names_a_baseline(text: str) -> bool:
 
 
 def resolve_any_spec(arg: str | Path) -> AnySpec:
-    """A spec file, or else a baseline name (``rksearch train densenet-bc-100``).
+    """A spec file, or else an RKNet or baseline name (``rksearch train IRKNet-3x1_3x1_3x1``,
+    ``rksearch train densenet-bc-100``), as ``describe`` takes them.
 
     An existing path or a spec suffix reads the file; a word starting with densenet/cliquenet is a
-    name (its grammar errors are the useful ones); anything else is neither, in one message.
+    baseline name (its grammar errors are the useful ones); an RKNet name is parsed with the name
+    grammar's defaults; anything else is none of these, in one message.
     """
     text = str(arg)
     if Path(text).exists() or text.endswith(SPEC_SUFFIXES):
@@ -404,4 +406,9 @@ def resolve_any_spec(arg: str | Path) -> AnySpec:
             return baseline_spec(text)
         except RKSearchError as e:
             raise RKSearchError(e.message, source=text) from None
-    raise RKSearchError(f"no such spec file, and not a baseline name ({NAMES_HELP})", source=text)
+    try:
+        return resolve_spec(text)
+    except RKSearchError:
+        pass
+    raise RKSearchError(f"no such spec file, not an RKNet name (ERKNet-3x1_3x1_3x1, RKNet-E2x1_I3x1) and not a "
+                        f"baseline name ({NAMES_HELP})", source=text)

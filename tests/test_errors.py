@@ -100,7 +100,7 @@ CASES = [
     ("train", "good_spec.yaml", ["--dataset", "imagefolder", "--data-root", "no/such/folder"], "no/such/folder"),
     ("train", "good_spec.yaml", ["--dataset", "imagenet9000"], "imagenet9000"),
     ("train", "baseline_no_blocks.yaml", ["--dataset", "demo"], "block_config: Field required"),
-    ("train", None, ["resnet50", "--dataset", "demo"], "resnet50: no such spec file, and not a baseline name"),
+    ("train", None, ["resnet50", "--dataset", "demo"], "resnet50: no such spec file, not an RKNet name"),
     ("pareto", "empty_dir", [], "optuna.db"),
     ("pareto", "corrupt_study", [], "not an SQLite database"),
     ("pareto", "good_spec.yaml", [], "study folder"),

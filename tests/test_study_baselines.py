@@ -259,8 +259,15 @@ def test_train_a_baseline_by_name_and_by_file(tmp_path: Path, capsys) -> None:
     assert "CliqueNet-T6-k4 on demo" in out and (tmp_path / "by_file" / "result.json").is_file()
 
 
+def test_train_an_rknet_by_name(tmp_path: Path, capsys) -> None:
+    """As describe takes it: an RKNet name, with the name grammar's defaults."""
+    code, out, err = cli(["train", "IRKNet-2x1_2x1", *SMALL, "--out", str(tmp_path / "by_name")], capsys)
+    assert code == 0 and "IRKNet-2x1_2x1 on demo" in out, err
+
+
 @pytest.mark.parametrize("arg, needle", [
-    ("resnet-9000", "resnet-9000: no such spec file, and not a baseline name (densenet121|"),
+    ("resnet-9000", "resnet-9000: no such spec file, not an RKNet name (ERKNet-3x1_3x1_3x1, RKNet-E2x1_I3x1) and "
+                    "not a baseline name (densenet121|"),
     ("densenet-bc-99", "densenet-bc-99: depth 99: a three-block DenseNet-BC has L = 6n + 4"),
     ("missing.yaml", "missing.yaml: no such file"),
 ])
