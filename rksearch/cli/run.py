@@ -26,6 +26,7 @@ def run(
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print how long the search would take on this machine (a few real training steps of a small, median and large spec) and stop; writes nothing."),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
@@ -33,6 +34,13 @@ def run(
     from ..study import shown_url
 
     space = load_space_with(space_file, sets, data_root, dataset)
+    if dry_run:
+        from ..estimate import estimate
+
+        with out.status(f"[bold]{space.name}[/]: timing a few training steps ..."):
+            line = estimate(space, trials=trials).line()
+        out.print(f"{space.name}: {line}", markup=False, highlight=False, soft_wrap=True)
+        return
     started = time.perf_counter()
     with _display(space.name, started) as (update, notify):
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,

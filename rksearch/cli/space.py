@@ -102,13 +102,20 @@ def space(
     sample: int = typer.Option(5, "--sample", "-n", min=0, help="How many uniformly sampled specs to show."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling (the shown specs and the estimate)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    with_estimate: bool = typer.Option(False, "--estimate", help="Also time a few training steps of a small, median and large spec: how long the search would take here."),
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Size of a search space, the share that meets its constraints, and sampled specs."""
     info = _summary(path, sample, seed, sets, data_root, dataset)
+    if with_estimate:
+        from ..estimate import estimate
+
+        info["estimate"] = estimate(load_space_with(path, sets, data_root, dataset)).line()
     if as_json:
         print(json.dumps(info))
     else:
         out.print(_render(info))
+        if with_estimate:
+            out.print(info["estimate"], markup=False, highlight=False, soft_wrap=True)
