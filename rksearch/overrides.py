@@ -45,6 +45,7 @@ def apply_overrides(data: Any, overrides: dict[str, Any], source: str | Path) ->
     for key, value in overrides.items():
         node, parts = data, key.split(".")
         for i, part in enumerate(parts[:-1]):
+            part = _key(node, part)
             child = node.get(part) if isinstance(node, dict) else None
             if child is None:
                 child = node[part] = {}
@@ -52,8 +53,13 @@ def apply_overrides(data: Any, overrides: dict[str, Any], source: str | Path) ->
                 raise RKSearchError(f"{'.'.join(parts[:i + 1])} is {child!r} in {source}, not a section with keys",
                                     field=f"--set {key}")
             node = child
-        node[parts[-1]] = value
+        node[_key(node, parts[-1])] = value
     return data
+
+
+def _key(node: dict, part: str) -> Any:
+    """A digit key is the integer YAML reads (``periods.overrides.0``), unless the file has it as text."""
+    return int(part) if part.isdigit() and part not in node else part
 
 
 def blame(e: RKSearchError, overrides: dict[str, Any]) -> RKSearchError:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import RKSearchError
 from .files import write_text
 from .pareto import Front, front, hypervolume_history
 from .plots import axis, hypervolume_figure, pareto_figure, unit
@@ -111,7 +112,10 @@ def write_plotlyjs(folder: Path) -> None:
 
     path, text = folder / PLOTLY_JS, get_plotlyjs()
     if not path.is_file() or path.stat().st_size != len(text.encode()):
-        write_text(path, text)
+        try:
+            write_text(path, text)
+        except (OSError, RKSearchError):  # a folder not ours to write: the page falls back to the CDN
+            pass
 
 
 _OFFLINE = """<p id="rksearch-offline" style="display:none">The plots need plotly.js: neither the copy beside this

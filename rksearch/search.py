@@ -704,9 +704,15 @@ def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace, repla
     (training, or the table ``replay`` of :mod:`rksearch.replay`)."""
     if space.name not in {s.study_name for s in rdb.get_all_studies()}:
         return
-    attrs = optuna.load_study(study_name=space.name, storage=rdb).user_attrs
+    old = optuna.load_study(study_name=space.name, storage=rdb)
+    attrs = old.user_attrs
     then, now = attrs.get("objectives"), list(space.objectives)
     hint = "start over with --fresh, or give the space another name"
+    if any(is_baseline(t.user_attrs) for t in old.get_trials(deepcopy=False)):
+        raise RKSearchError(f"study {space.name} holds its baselines among the searched trials (written before they "
+                            f"moved to {baselines_name(space.name)}): continued, its sampler would learn from them "
+                            f"and they would train again; {hint} (pareto and export still read it)",
+                            source=space.source, field="baselines")
     table = replay.path.name if replay is not None else None
     if attrs.get("replay") != table:
         was = f"replayed the table {attrs['replay']}" if attrs.get("replay") else "trained its candidates"
@@ -771,7 +777,8 @@ def set_aside(study_dir: Path, url: str | None, **given: Any) -> Path | None:
             return None
         if (study_dir / "optuna.db").exists():
             try:
-                live = _live_trials(open_storage(default_storage(study_dir)), study_dir.name)
+                rdb = open_storage(default_storage(study_dir))
+                live = [n for m in (study_dir.name, baselines_name(study_dir.name)) for n in _live_trials(rdb, m)]
             except Exception:  # a broken database is what --fresh moves aside
                 live = []
             _refuse_running(live, study_dir)
@@ -967,10 +974,10 @@ def run_search(
         space, notice = fit_to_machine(space)
         if notice is not None and notify is not None:
             notify(notice)
+        check_resources(space)
     threads = threads_warning(space.search.resources.cpu)  # each trial runs on its CPUs, whatever the environment asks
     if threads is not None and notify is not None:
         notify(threads)
-        check_resources(space)
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
@@ -989,10 +996,7 @@ def run_search(
     shared = url != default_storage(study_dir)  # other drivers may use it: their unclaimed trials are not ours
     for each in searcher.studies:
         fail_stale_trials(each, rdb, shared=shared)
-    if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
-        for params in space.enumerate_params():
-            study.enqueue_trial(params, skip_if_exists=True)
-    enqueue_prescreened(study, space, wanted)
+    seed_queue(study, space, wanted)
     done = count_done(study)
     if done < wanted or searcher.pending_baselines:
         resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
@@ -1064,6 +1068,15 @@ def _settled(studies: list[optuna.Study], storage: optuna.storages.BaseStorage, 
     fail_running("the search stopped before the trial finished", unclaimed=False)
 
 
+def seed_queue(study: optuna.Study, space: SearchSpace, wanted: int) -> None:
+    """Queue what the sampler does not propose: a grid's every point (once, in a new study) and the
+    zero-cost pre-screened candidates (:mod:`rksearch.prescreen`)."""
+    if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
+        for params in space.enumerate_params():
+            study.enqueue_trial(params, skip_if_exists=True)
+    enqueue_prescreened(study, space, wanted)
+
+
 def make_scheduler(space: SearchSpace) -> ASHAScheduler | None:
     """The space's early stopping over epochs: ASHA on the proxy accuracy, or None."""
     if space.search.scheduler.kind != "asha" or space.proxy.epochs <= 1:
@@ -1125,7 +1138,10 @@ class _Progress(Callback):
     def _update(self, *args: Any, **info: Any) -> None:
         self._last = time.monotonic()
         if self.on_update:
-            self.on_update(self.searcher)
+            try:
+                self.on_update(self.searcher)
+            except Exception:  # noqa: BLE001  (a display that fails, a closed pipe: never the search's end)
+                self.on_update = None
 
     def on_step_end(self, *args: Any, **info: Any) -> None:
         if time.monotonic() - self._last >= self.TICK:

@@ -21,7 +21,8 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from .replay import Table, replay_results
-from .search import RKSearcher, driver_id, make_scheduler
+from .errors import RKSearchError
+from .search import RKSearcher, driver_id, make_scheduler, seed_queue
 from .space import SearchSpace
 
 
@@ -47,8 +48,12 @@ def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budge
         space = dataclasses.replace(space, search=space.search.model_copy(update={"seed": seed}))
     if trials is None and budget == math.inf:
         trials = space.search.trials
+    if space.baselines:
+        raise RKSearchError("a replayed search has no table for baselines; remove them from the space",
+                            source=space.source, field="baselines")
     searcher = RKSearcher(space, optuna.storages.InMemoryStorage(), driver_id(), target=trials)
     searcher.replay = str(table.path)
+    seed_queue(searcher.study, space, trials if trials is not None else space.search.trials)  # grid, prescreen
     scheduler = make_scheduler(space)
     costs: list[tuple[int, float]] = []
     spent, n = 0.0, 0

@@ -359,7 +359,7 @@ def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list
     specs = {} if specs is None else specs
     baseline_specs = {} if baseline_specs is None else baseline_specs
     where = source or study.study_name
-    rows = [_row(t, objectives, specs, where) for t in trials]
+    rows = [_row(t, objectives, baseline_specs if is_baseline(t.user_attrs) else specs, where) for t in trials]
     rows += [_row(t, objectives, baseline_specs, where, kind=BASELINE) for t in baselines]
     frame = pd.DataFrame(rows, columns=_columns(rows, objectives))
     for c in (*OBJECTIVES, *NUMERIC_ATTRS):

@@ -217,3 +217,14 @@ def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: P
     assert text.index("done 1 (") < text.index("Pareto front")
     assert "OMP_NUM_THREADS=4 in the environment, but each trial gets 1 CPU(s) from Ray" in text  # said once
     assert text.count("OMP_NUM_THREADS=4") == 1
+
+
+def test_simulate_queues_a_grid_as_the_search_does(tmp_path: Path) -> None:
+    """A grid space: every point once, in order, no duplicate proposals (the grid is enqueued)."""
+    space = load_space(write_space(tmp_path, trials=12, search__sampler="grid", search__scheduler={"kind": "none"}))
+    table = load_table(write_table(tmp_path, tmp_path / "tiny.yaml"))
+    sim = simulate(space, table)
+    ran = [t for t in sim.study.trials if t.state.name != "WAITING"]  # the rest of the grid stays queued
+    names = [t.user_attrs["name"] for t in ran]
+    assert len(names) == 12 and len(set(names)) == 12 and all(t.state.name == "COMPLETE" for t in ran)
+    assert names == [space.spec_from_params(p).name for p in list(space.enumerate_params())[:12]]

@@ -276,3 +276,23 @@ def test_train_neither_file_nor_name(tmp_path: Path, capsys, arg: str, needle: s
     code, out, err = cli(["train", arg, "--dataset", "demo"], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Path) -> None:
+    """Baselines inside the searched study (studies written before <name>/baselines): pareto and
+    export read them; a run refuses to continue the study (its sampler would learn from them)."""
+    from rksearch.search import check_continuable, open_storage
+
+    space = space_with(["densenet-bc-16-k4"])
+    spec = space.baselines[0].spec
+    rdb = open_storage(f"sqlite:///{tmp_path / 'demo' / 'optuna.db'}")
+    study = optuna.create_study(study_name="demo", storage=rdb, directions=["maximize", "minimize"])
+    for k, v in {"objectives": ["accuracy", "flops"], "proxy": space.proxy.model_dump()}.items():
+        study.set_user_attr(k, v)
+    study.add_trial(optuna.trial.create_trial(values=[0.5, spec.count().flops], user_attrs={
+        "kind": "baseline", "baseline": spec.name, "spec": spec.to_yaml(), "name": spec.name, "outcome": "trained"}))
+    with pytest.raises(RKSearchError, match="holds its baselines among the searched trials"):
+        check_continuable(rdb, space)
+    s = load_study(tmp_path / "demo")
+    assert list(s.baselines["name"]) == [spec.name] and s.spec(0, "baseline") == spec
+    assert export(tmp_path / "demo", tmp_path / "b.yaml", "baseline:0").spec == spec
