@@ -409,6 +409,7 @@ def resolve_any_spec(arg: str | Path) -> AnySpec:
     try:
         return resolve_spec(text)
     except RKSearchError:
-        pass
+        if re.match(r"^\s*[EI]?RKNet-", text):  # an RKNet name with a grammar error: that error is the useful one
+            raise
     raise RKSearchError(f"no such spec file, not an RKNet name (ERKNet-3x1_3x1_3x1, RKNet-E2x1_I3x1) and not a "
                         f"baseline name ({NAMES_HELP})", source=text)

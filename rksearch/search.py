@@ -213,7 +213,10 @@ class RKSearcher(Searcher):
         """What Tune pickles of the searcher (its ``tuner.pkl``, never read back here): not the
         studies, whose storage may hold a password and whose sampler may not pickle (Optuna 5.1's
         NSGA-II holds a lock); the study in the storage is the searcher's state."""
-        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {}}
+        import dataclasses
+
+        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {},
+                "space": dataclasses.replace(self.space, storage=None)}  # the file's storage URL may hold a password
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study in the storage is the searcher's whole state (and no storage
@@ -309,13 +312,16 @@ class RKSearcher(Searcher):
         space, told nothing by the duplicates it proposes (they end FAIL), would propose the same
         trained spec again and again until the search gave up. The sampler learns from the result
         like from its own proposals (Optuna's enqueued trials)."""
-        rng = random.Random(f"{self.space.search.seed}:{len(self._trained)}:{repeats}")
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return  # a queue (grid, pre-screened, another driver's) comes first; ask() pops the oldest
+        seed = self.space.search.seed
+        rng = random.Random(f"{seed}:{len(self._trained)}:{repeats}" if seed is not None else None)
         for _ in range(RANDOM_DRAWS):
             params = self.space.sample_params(rng)
             spec = self.space.spec_from_params(params)
             if self.space.feasible(spec) and spec_key(spec) not in self._trained:
-                self.study.enqueue_trial(params, user_attrs={"proposed_by": f"random: the sampler repeated trained "
-                                                             f"specs {repeats} times in a row"})
+                self.study.enqueue_trial(params, skip_if_exists=True, user_attrs={
+                    "proposed_by": f"random: the sampler repeated trained specs {repeats} times"})
                 return
 
     def _suggest_baseline(self, trial_id: str, baseline: Baseline) -> dict | None:
@@ -646,7 +652,7 @@ def fit_to_machine(space: SearchSpace) -> tuple[SearchSpace, str | None]:
     import ray
 
     need = space.search.resources
-    pinned = any(k.startswith("search.resources") for k, _ in space.overrides)
+    pinned = any(k in ("search.resources", "search.resources.gpu") for k, _ in space.overrides)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if need.gpu == 0 or pinned or any(r.get("GPU", 0) > 0 for r in nodes):
         return space, None
