@@ -38,7 +38,11 @@ def train(
     cuda_graph: bool = typer.Option(False, "--cuda-graph",
                                     help="Replay the training step as one CUDA graph (CUDA, no --compile)."),
     seed: int = typer.Option(0, "--seed"),
-    download: bool = typer.Option(False, "--download", help="Download torchvision datasets (needs a network)."),
+    download: Optional[bool] = typer.Option(
+        None, "--download/--no-download",
+        help="cifar10, cifar100, svhn: without --data-root they download into the cache folder on first use "
+             "($RKSEARCH_DATA, else ~/.cache/rksearch/data); --download also fetches into a --data-root that "
+             "lacks them, --no-download never downloads."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<spec file name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:

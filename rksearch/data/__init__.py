@@ -1,6 +1,6 @@
 """Datasets, splits and loaders: one small interface, datasets chosen by name.
 
-``load_splits(DataOptions(dataset="cifar10", root="data", val_size=5000))`` gives train, a
+``load_splits(DataOptions(dataset="cifar10", val_size=5000))`` gives train, a
 seeded validation split carved out of train, and test; ``make_loader`` turns a split into
 normalised (and, for training, augmented) batches on a device.
 """
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .augment import Pipeline
 from .cache import cache_dir
 from .loaders import Loader, LoaderMode, make_loader, pad_batch
-from .sources import DATASETS, load_dataset
+from .sources import DATASETS, data_home, default_root, describe_data, load_dataset, locate
 from .splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
 
 
@@ -29,7 +29,7 @@ class DataOptions(BaseModel):
     val_subset: Optional[int] = Field(default=None, ge=1)
     test_subset: Optional[int] = Field(default=None, ge=1)
     seed: int = 0
-    download: bool = False
+    download: Optional[bool] = None  # None: torchvision datasets download into the cache folder when no root is given
 
 
 def load_splits(opts: DataOptions) -> Splits:
@@ -46,6 +46,6 @@ def pipeline(ds: Dataset, *, train: bool, augment: bool, size: int) -> Pipeline:
 
 __all__ = [
     "DATASETS", "DataOptions", "Dataset", "FileSplit", "Loader", "LoaderMode", "Pipeline", "Split", "Splits",
-    "TensorSplit", "balanced_order", "cache_dir", "load_dataset", "load_splits", "make_loader", "pad_batch", "pipeline",
-    "split_dataset",
+    "TensorSplit", "balanced_order", "cache_dir", "data_home", "default_root", "describe_data", "load_dataset",
+    "load_splits", "locate", "make_loader", "pad_batch", "pipeline", "split_dataset",
 ]
