@@ -189,7 +189,8 @@ class RKSearcher(Searcher):
         self.target = target  # searched trials the study should have done: other drivers' count too
         self.tally = Tally()
         self._trained: dict[str, int] = {}  # spec key -> trial number, of trials trained or training
-        self._baselines_taken: set[str] = set()  # spec keys of baselines trained or training
+        self._baselines_taken: dict[str, int] = {}  # spec key -> -1 if a baseline is trained, else the lowest
+        # number of its trials in training by a live driver (of two drivers claiming it at once, the lower trains)
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> the Optuna trial it runs
         self.replay: str | None = None  # a table's path: trials replay it instead of training (rksearch.replay)
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
@@ -238,7 +239,7 @@ class RKSearcher(Searcher):
         the specs done or in training by a live driver (searched ones in ``_trained``, baselines in
         ``_baselines_taken``; ``besides``, a (kind, trial number), left out). Returns the searched
         trials done or in training here, which the target counts."""
-        self._trained, self._baselines_taken, counted = {}, set(), 0
+        self._trained, self._baselines_taken, counted = {}, {}, 0
         for kind, trials in ((SEARCH, self.study.get_trials(deepcopy=False)), (BASELINE, self._baseline_trials())):
             for t in trials:
                 a = t.user_attrs
@@ -248,7 +249,8 @@ class RKSearcher(Searcher):
                 training = t.state == TrialState.RUNNING and "outcome" not in a and _alive(a.get("driver", ""))
                 if kind == BASELINE:
                     if done or training:
-                        self._baselines_taken.add(a["spec_key"])
+                        was = self._baselines_taken.get(a["spec_key"], t.number)
+                        self._baselines_taken[a["spec_key"]] = -1 if done else min(was, t.number)
                     continue
                 if done or training:
                     self._trained.setdefault(a["spec_key"], t.number)
@@ -333,8 +335,8 @@ class RKSearcher(Searcher):
         ot_trial = start_baseline_trial(self.baselines_study, {
             "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": key,
             "name": baseline.label, "flops": c.flops, "params": c.params})
-        self._sync(besides=(BASELINE, ot_trial.number))  # claimed, then looked: as for a searched spec
-        if key in self._baselines_taken:
+        self._sync(besides=(BASELINE, ot_trial.number))  # claimed, then looked: as for a searched spec, but
+        if self._baselines_taken.get(key, ot_trial.number) < ot_trial.number:  # of two claims the lower one trains
             for k, v in {"outcome": DUPLICATE, "reason": "another driver trains this baseline"}.items():
                 ot_trial.set_user_attr(k, v)
             self.baselines_study.tell(ot_trial, state=TrialState.FAIL)

@@ -296,3 +296,26 @@ def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Pa
     s = load_study(tmp_path / "demo")
     assert list(s.baselines["name"]) == [spec.name] and s.spec(0, "baseline") == spec
     assert export(tmp_path / "demo", tmp_path / "b.yaml", "baseline:0").spec == spec
+
+
+def test_of_two_drivers_claiming_a_baseline_at_once_the_lower_claim_trains(tmp_path: Path, monkeypatch) -> None:
+    """Both claim before either looks (the race a shared PostgreSQL study showed: both backed off
+    and the baseline never trained): the claim with the lower trial number trains, the other backs off."""
+    import rksearch.search as search
+    from rksearch.baseline_trials import start_baseline_trial as claim
+
+    space = space_with(["densenet-bc-16-k4"])
+    a = search.RKSearcher(space, storage(tmp_path / "optuna.db"), search.driver_id())
+    b = search.RKSearcher(space, storage(tmp_path / "optuna.db"), "another-host:1")  # alive: not ours to judge
+    key = search.spec_key(space.baselines[0].spec)
+
+    def both_claim(study, attrs):  # A's claim, then B's at the same moment, before A looks
+        mine = claim(study, attrs)
+        claim(b.baselines_study, {**attrs, "driver": b.driver})
+        return mine
+
+    monkeypatch.setattr(search, "start_baseline_trial", both_claim)
+    config = a.suggest("t0")
+    assert config is not None and config["baseline"] == "DenseNet-BC-16-k4"  # A's claim (0) is the lower
+    b._sync(besides=("baseline", 1))
+    assert b._baselines_taken[key] == 0 < 1  # B, looking now, sees the lower claim and backs off

@@ -43,6 +43,10 @@ def run(
         return
     started = time.perf_counter()
     with _display(space.name, started) as (update, notify):
+        if replay is None:
+            from ..data import describe_data
+
+            notify(describe_data(space.proxy.dataset, space.proxy.root))  # which copy, or where it will download
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
                             max_failures=max_failures, on_update=update, replay=replay, notify=notify)
     t = result.tally
