@@ -28,11 +28,11 @@ import numpy as np
 import optuna
 import yaml
 
-from rksearch.count import count
-from rksearch.pareto import hypervolume
-from rksearch.prescreen import enqueue_prescreened, param_key
-from rksearch.search import default_storage, open_storage, run_search
-from rksearch.space import SearchSpace, load_space
+from rksearch.arch.count import count
+from rksearch.analysis.pareto import hypervolume
+from rksearch.proxies.prescreen import enqueue_prescreened, param_key
+from rksearch.search.driver import default_storage, open_storage, run_search
+from rksearch.space.search_space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path("..") / "shared" / "data" / "cifar10-jpeg.zip"  # relative to the repository root

@@ -2,7 +2,7 @@
 
 The table is synthetic (every spec of the space, accuracy a fixed function of FLOPs plus seed
 noise), because only the sampler's own time is measured here: the in-process simulator
-(rksearch.simulate) spends nothing else per trial but the table lookup. Usage:
+(rksearch.search.simulate) spends nothing else per trial but the table lookup. Usage:
 
     python benchmarks/bench_sampler_time.py search_spaces/rkbench.yaml --trials 200 --samplers random tpe nsga2
 """
@@ -40,9 +40,9 @@ def synthetic_table(space, path: Path, epochs: int) -> None:
 def main() -> int:
     import dataclasses
 
-    from rksearch.replay import load_table
-    from rksearch.simulate import simulate
-    from rksearch.space import load_space
+    from rksearch.search.replay import load_table
+    from rksearch.search.simulate import simulate
+    from rksearch.space.search_space import load_space
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("space", type=Path)

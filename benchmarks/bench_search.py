@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rksearch.search import run_search
-from rksearch.space import load_space
+from rksearch.search.driver import run_search
+from rksearch.space.search_space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

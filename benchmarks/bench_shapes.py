@@ -29,7 +29,7 @@ def worker(args: dict) -> None:
     from torch._dynamo.utils import counters
 
     from rksearch import parse_name
-    from rksearch.proxy import ProxyConfig, proxy_evaluate
+    from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 
     torch.set_num_threads(args["threads"])
     spec = parse_name(args["name"], growth_rate=args["k"])

@@ -66,7 +66,7 @@ def kernel_times(trainer: Any, steps: int) -> dict[str, tuple[float, int]]:
 
 def profile_rows(cands: list[Any], options: Any, steps: int = 3, top: int = 8) -> list[dict[str, Any]]:
     """One row per candidate: per-category ms per step and its top kernels."""
-    from rksearch.bench import _Trainer, _warm_runtime
+    from rksearch.training.bench import _Trainer, _warm_runtime
 
     opts = options.resolved()
     device = torch.device(opts.device)
@@ -148,7 +148,7 @@ def render(rows: list[dict[str, Any]], what: str) -> str:
 
 
 def main() -> None:
-    from rksearch.bench import BenchOptions, candidate
+    from rksearch.training.bench import BenchOptions, candidate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name")

@@ -2,7 +2,7 @@
 concurrent trials on one GPU. Their aggregate images/s says how many trials a search should run
 per GPU.
 
-HOOK into the trainer: this drives ``rksearch.proxy.proxy_evaluate`` with the fields of PROXY
+HOOK into the trainer: this drives ``rksearch.training.proxy.proxy_evaluate`` with the fields of PROXY
 that its ``ProxyConfig`` has; keep PROXY in step with it. Each trial is its own process, as in a
 search: it decodes the data and runs one small proxy untimed (CUDA context, cuDNN autotuning,
 decoding), waits at a barrier with the other trials, then runs the timed 1-epoch proxy. First
@@ -42,14 +42,14 @@ GOAL_S = 3.0
 
 
 def _config(fields: dict[str, Any]):
-    from rksearch.proxy import ProxyConfig
+    from rksearch.training.proxy import ProxyConfig
 
     return ProxyConfig(**{k: v for k, v in fields.items() if k in ProxyConfig.model_fields})
 
 
 def proxy_worker(job: dict[str, Any]) -> None:
     """One trial: an untimed small proxy, the barrier, the timed proxy; prints ``RESULT {...}``."""
-    import rksearch.proxy as proxy_module
+    import rksearch.training.proxy as proxy_module
     from rksearch import parse_name
 
     if job["source"] == TILED:
@@ -123,11 +123,11 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
     if mode == "cpu":
         return {"rows": [], "text": f"{title} on CPU: a CIFAR-10 epoch per trial is a GPU measurement."}
     try:
-        import rksearch.proxy as proxy_module
+        import rksearch.training.proxy as proxy_module
     except ImportError as e:
-        return {"rows": [], "text": f"{title}: rksearch.proxy does not import ({e})."}
+        return {"rows": [], "text": f"{title}: rksearch.training.proxy does not import ({e})."}
     if not hasattr(proxy_module, "proxy_evaluate"):
-        return {"rows": [], "text": f"{title}: rksearch.proxy has no proxy_evaluate yet."}
+        return {"rows": [], "text": f"{title}: rksearch.training.proxy has no proxy_evaluate yet."}
     path = Path(cifar) if cifar else DEFAULT_CIFAR
     if mode == "check":
         model, proxy, counts, source = CHECK_SPEC, CHECK_PROXY, CONCURRENCY[:2], "demo"

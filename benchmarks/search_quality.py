@@ -1,7 +1,7 @@
 """Search quality on a tabulated benchmark: which strategy finds the best accuracy/FLOPs front for the same cost.
 
 Every strategy (sampler x ASHA or not) is replayed many times (one seed each) against the table
-by the in-process simulator (``rksearch.simulate``: the real searcher and ASHA, the table's
+by the in-process simulator (``rksearch.search.simulate``: the real searcher and ASHA, the table's
 curves and costs). The score of a search at cost c is the hypervolume of the front of the
 COMPLETE trials it had finished by c, measured with the seed-averaged final accuracies of those
 specs (the search saw one noisy seed; the judge uses the mean), divided by the hypervolume of the
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout: the package beside it
     sys.path.insert(0, str(ROOT))
 
-from rksearch.errors import RKSearchError  # noqa: E402
+from rksearch.core.errors import RKSearchError  # noqa: E402
 
 FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 STRATEGIES = ("random", "random+asha", "tpe", "tpe+asha", "nsga2", "nsga2+asha")
@@ -54,7 +54,7 @@ def bootstrap_ci(values: np.ndarray, stat=iqm, *, resamples: int = 2000, level: 
 
 def normalized_hv(points: np.ndarray, true_hv: float, reference: tuple[float, float]) -> float:
     """Hypervolume of (accuracy, FLOPs) ``points`` against ``reference``, over the true front's."""
-    from rksearch.pareto import hypervolume
+    from rksearch.analysis.pareto import hypervolume
 
     if len(points) == 0:
         return 0.0
@@ -76,7 +76,7 @@ class Judge:
 
     @classmethod
     def of(cls, table, epochs: int, reference: tuple[float, float]) -> "Judge":
-        from rksearch.pareto import hypervolume
+        from rksearch.analysis.pareto import hypervolume
 
         mean = {n: float(np.mean([c.accuracy[epochs - 1] for c in seeds.values()])) for n, seeds in table.curves.items()}
         cost = sum(float(np.mean([c.cost[epochs - 1] for c in seeds.values()])) for seeds in table.curves.values())
@@ -116,9 +116,9 @@ def strategy_space(space, strategy: str):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from rksearch.replay import check_replayable, load_table
-    from rksearch.simulate import simulate
-    from rksearch.space import load_space
+    from rksearch.search.replay import check_replayable, load_table
+    from rksearch.search.simulate import simulate
+    from rksearch.space.search_space import load_space
 
     space = load_space(args.space)
     table = load_table(args.table, field="table")

@@ -7,7 +7,7 @@ trials, CUDA graphs and levers.
     python benchmarks/throughput.py --check                                # tiny models: the plumbing
 
 Every row is a training step (forward, backward, SGD) on random inputs, timed by
-``rksearch.bench``, channels_last. Each group of rows runs in its own worker process and is timed
+``rksearch.training.bench``, channels_last. Each group of rows runs in its own worker process and is timed
 interleaved, so ratios inside a group hold on a loaded machine; a fresh process per group keeps
 peak memory and compile state from leaking between groups, and a stuck compile dies with its
 timeout. Groups run in priority order (see :func:`groups`) against one time budget; what no
@@ -117,7 +117,7 @@ def groups(device: str) -> list[Group]:
 
 
 def _candidates(job: dict[str, Any]) -> list[Any]:
-    from rksearch.bench import candidate
+    from rksearch.training.bench import candidate
 
     models = CHECK_MODELS if job["check"] else MODELS
     cands = []
@@ -133,7 +133,7 @@ def run_profile(job: dict[str, Any]) -> dict[str, Any]:
     """Kernel time per category for the group's rows, then the 3x3 convolution probe."""
     from profile_step import conv_rows, profile_rows
 
-    from rksearch.bench import BenchOptions
+    from rksearch.training.bench import BenchOptions
 
     opts = BenchOptions(**job["options"])
     shapes = {"shapes": ((4, 4), (8, 8)), "size": 8, "repeats": 2} if job["check"] else {}
@@ -143,7 +143,7 @@ def run_profile(job: dict[str, Any]) -> dict[str, Any]:
 
 def run_group(job: dict[str, Any]) -> list[dict[str, Any]]:
     """Measure one group's rows interleaved; if that fails, each row alone, so a row fails alone."""
-    from rksearch.bench import BenchOptions, measure, paired_ratio
+    from rksearch.training.bench import BenchOptions, measure, paired_ratio
 
     cands = _candidates(job)
     try:

@@ -12,18 +12,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them
-    from .count import Counts, count
-    from .errors import RKSearchError
-    from .models import build_model, create_model
-    from .spec import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec, save_spec
+    from rksearch.arch.count import Counts, count
+    from rksearch.core.errors import RKSearchError
+    from rksearch.models import build_model, create_model
+    from rksearch.arch.rknet import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec, save_spec
 
 __version__ = "0.1.0"
 
 _API = {
-    "Counts": "rksearch.count", "count": "rksearch.count", "RKSearchError": "rksearch.errors",
+    "Counts": "rksearch.arch.count", "count": "rksearch.arch.count", "RKSearchError": "rksearch.core.errors",
     "build_model": "rksearch.models", "create_model": "rksearch.models",
-    "PeriodSpec": "rksearch.spec", "RKNetSpec": "rksearch.spec", "load_spec": "rksearch.spec",
-    "parse_name": "rksearch.spec", "resolve_spec": "rksearch.spec", "save_spec": "rksearch.spec",
+    "PeriodSpec": "rksearch.arch.rknet", "RKNetSpec": "rksearch.arch.rknet", "load_spec": "rksearch.arch.rknet",
+    "parse_name": "rksearch.arch.rknet", "resolve_spec": "rksearch.arch.rknet", "save_spec": "rksearch.arch.rknet",
 }
 __all__ = sorted(_API)
 
@@ -41,7 +41,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``rksearch.count`` stays the function: importing the submodule of that name (which Python
+    """``rksearch.arch.count`` stays the function: importing the submodule of that name (which Python
     then binds on the package) must not replace it, as the eager root never let it."""
 
     def __setattr__(self, name: str, value: Any) -> None:

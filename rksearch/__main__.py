@@ -1,3 +1,3 @@
-from .cli import main
+from rksearch.cli import main
 
 main()

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from rksearch import RKSearchError, build_model, count, parse_name, save_spec
-from rksearch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec, baseline_spec, load_any_spec
+from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec, baseline_spec, load_any_spec
 from rksearch.models.cliquenet import CliqueBlock
 from rksearch.models.counter import count_built, count_module
 from rksearch.models.densenet import DenseBlock

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rksearch import count, parse_name, save_spec
-from rksearch.bench import BenchOptions, Measurement, candidate, measure, paired_ratio, run_bench
-from rksearch.errors import RKSearchError
+from rksearch.training.bench import BenchOptions, Measurement, candidate, measure, paired_ratio, run_bench
+from rksearch.core.errors import RKSearchError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["IRKNet-2x1_2x1", "-k", "4", "--device", "cpu", "-b", "2", "--warmup", "0", "--repeats", "2"]
@@ -52,7 +52,7 @@ def test_table_without_baseline() -> None:
 
 def test_a_baseline() -> None:
     """DenseNet and CliqueNet baselines time like RKNets, counted by the same counter."""
-    from rksearch.baselines import baseline_spec
+    from rksearch.arch.baselines import baseline_spec
 
     opts = BenchOptions(device="cpu", batch_size=2, warmup=0, repeats=1)
     for name, impl in (("densenet-bc-10-k4", "concat"), ("cliquenet-t6-k4", "per-connection")):

@@ -12,12 +12,12 @@ import optuna
 import pytest
 import yaml
 
-from rksearch.calibrate import Budget, job_identity, parse_budgets
+from rksearch.search.calibrate import Budget, job_identity, parse_budgets
 from rksearch.cli import main
-from rksearch.fidelity import BudgetFidelity, budget_fidelity, noise_tau, recommend
-from rksearch.errors import RKSearchError
-from rksearch.ranking import kendall_tau, spearman_rho, top_k_overlap
-from rksearch.space import load_space
+from rksearch.proxies.fidelity import BudgetFidelity, budget_fidelity, noise_tau, recommend
+from rksearch.core.errors import RKSearchError
+from rksearch.proxies.ranking import kendall_tau, spearman_rho, top_k_overlap
+from rksearch.space.search_space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_bad_budgets(text, message):
 
 
 def test_runs_recorded_before_a_proxy_field_existed_or_elsewhere_are_reused():
-    from rksearch.proxy import ProxyConfig
+    from rksearch.training.proxy import ProxyConfig
 
     now = {"spec": "{}", "proxy": ProxyConfig(epochs=2, device="cuda", cuda_graph=True).model_dump()}
     then = {**now, "proxy": {k: v for k, v in now["proxy"].items() if k not in ("cuda_graph", "static_shapes")}}

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from rksearch import RKSearchError, build_model, count, load_spec, parse_name
-from rksearch.baselines import BaselineSpec, baseline_spec
+from rksearch.arch.baselines import BaselineSpec, baseline_spec
 from rksearch.cli import main
-from rksearch.convert import convert
+from rksearch.arch.convert import convert
 
 IMAGENET = {"stem": "imagenet", "input_size": 224, "num_classes": 1000, "multiscale": False}
 

@@ -21,11 +21,11 @@ import pytest
 from study_factory import make_study
 
 from rksearch.cli import main
-from rksearch.dashboard import dashboard
-from rksearch.errors import RKSearchError
-from rksearch.pareto import front
-from rksearch.pareto_report import write_report
-from rksearch.study import load_study
+from rksearch.analysis.dashboard import dashboard
+from rksearch.core.errors import RKSearchError
+from rksearch.analysis.pareto import front
+from rksearch.analysis.report import write_report
+from rksearch.analysis.study import load_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TESTS = Path(__file__).parent

@@ -15,7 +15,7 @@ from rksearch.data.augment import PAD, crop_flip, random_crops
 from rksearch.data.cache import cache_path
 from rksearch.data.loaders import ResidentLoader, StreamLoader
 from rksearch.data.sources import TORCHVISION
-from rksearch.errors import RKSearchError
+from rksearch.core.errors import RKSearchError
 
 # torchvision >= 0.29 warns that its decoders will move to torchcodec; they are what we use until then
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")

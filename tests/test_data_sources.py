@@ -22,7 +22,7 @@ from torchvision import datasets
 from rksearch.cli import main
 from rksearch.data import describe_data, load_dataset
 from rksearch.data.sources import CIFAR10_MEAN, data_home, default_root
-from rksearch.errors import RKSearchError
+from rksearch.core.errors import RKSearchError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 

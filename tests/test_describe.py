@@ -76,7 +76,7 @@ def test_not_a_spec(tmp_path, rk) -> None:
 ])
 def test_baselines(name: str, params: int, gflops: float, tmp_path, rk) -> None:
     """Baselines by name or by spec file, counted as the published networks (issue 8's figures)."""
-    from rksearch.baselines import baseline_spec
+    from rksearch.arch.baselines import baseline_spec
 
     info = json.loads(rk("describe", name, "--json").stdout)
     assert info["params"] == params and round(info["flops"] / 1e9, 3) == gflops

@@ -188,8 +188,8 @@ def test_dashboard_port_in_use(tmp_path: Path) -> None:
 
 
 def test_an_override_under_a_period_index_keeps_the_files_other_fields() -> None:
-    from rksearch.overrides import parse_overrides
-    from rksearch.space import load_space
+    from rksearch.space.overrides import parse_overrides
+    from rksearch.space.search_space import load_space
 
     space = load_space(ROOT / "search_spaces" / "demo.yaml", parse_overrides(["periods.overrides.0.stages=3"]))
     assert set(space.periods.overrides[0]) == {"method", "stages"}  # the file's method: erk stays

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rksearch.estimate import TRIAL_START_S, asha_share, estimate
-from rksearch.space import load_space
+from rksearch.search.estimate import TRIAL_START_S, asha_share, estimate
+from rksearch.space.search_space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_asha_share_by_hand() -> None:
 def test_the_estimate_is_within_a_factor_of_two_of_a_measured_trial(tmp_path: Path, monkeypatch) -> None:
     import torch
 
-    from rksearch.proxy import proxy_evaluate
+    from rksearch.training.proxy import proxy_evaluate
 
     monkeypatch.setenv("RKSEARCH_CACHE", str(tmp_path / "cache"))
     space = load_space(ROOT / "search_spaces" / "demo.yaml",

@@ -124,7 +124,7 @@ def test_every_impl_equals_per_connection(name: str, fields: dict, impl: dict, t
 @pytest.mark.parametrize("impl", [{"align": 8}, {"keep_parts": False}], ids=["align=8", "keep_parts=False"])
 def test_baselines_share_the_impls(name: str, impl: dict) -> None:
     """DenseNet and CliqueNet are built from the same layers: ``set_impl`` reaches them, exactly."""
-    from rksearch.baselines import baseline_spec
+    from rksearch.arch.baselines import baseline_spec
     from rksearch.models.layers import set_impl
 
     torch.manual_seed(0)

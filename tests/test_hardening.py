@@ -14,14 +14,14 @@ import pytest
 import torch
 from test_errors import GOOD_SPACE, in_process, snapshot
 
-from rksearch.errors import RKSearchError
-from rksearch.spec import parse_yaml
+from rksearch.core.errors import RKSearchError
+from rksearch.arch.rknet import parse_yaml
 
 # torchvision >= 0.29 warns that its decoders will move to torchcodec; they are what we use until then
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-MAX_ALIASES = 100  # rksearch.spec.MAX_ALIASES
-MAX_MESSAGE = 1000  # rksearch.errors.MAX_MESSAGE
+MAX_ALIASES = 100  # rksearch.arch.rknet.MAX_ALIASES
+MAX_MESSAGE = 1000  # rksearch.core.errors.MAX_MESSAGE
 
 
 def bomb(levels: int, width: int = 10) -> str:
@@ -117,8 +117,8 @@ def test_reference_point_must_be_finite(tmp_path, capsys, monkeypatch, value):
 @pytest.mark.parametrize("read", ["space", "export"])
 def test_a_long_number_is_refused_in_linear_time(read):
     # `[0-9]*\.?[0-9]+` backtracked quadratically: 50,000 digits took minutes
-    from rksearch.export import parse_amount
-    from rksearch.space_config import quantity
+    from rksearch.analysis.export import parse_amount
+    from rksearch.space.config import quantity
 
     text = "9" * 50_000 + "Q"
     start = time.perf_counter()
@@ -135,9 +135,9 @@ def test_sqlite_paths_with_question_mark_hash_or_percent(tmp_path, monkeypatch):
     # SQLAlchemy ends a URL's path at `?` and decodes `%41`: `x?y#z%41/demo/optuna.db` opened `x`
     from study_factory import make_study
 
-    from rksearch.dashboard import open_storage as dashboard_storage
-    from rksearch.search import default_storage, open_storage
-    from rksearch.study import absolute_url, load_study, sqlite_path
+    from rksearch.analysis.dashboard import open_storage as dashboard_storage
+    from rksearch.search.driver import default_storage, open_storage
+    from rksearch.analysis.study import absolute_url, load_study, sqlite_path
 
     folder = tmp_path / "x?y#z%41"
     study_dir = make_study(folder, "demo", n=6)
@@ -323,8 +323,8 @@ def request(method: str, url: str) -> int:
 def test_a_read_only_dashboard_refuses_every_change(tmp_path, read_only):
     from study_factory import make_study
 
-    from rksearch.dashboard import dashboard
-    from rksearch.study import load_study
+    from rksearch.analysis.dashboard import dashboard
+    from rksearch.analysis.study import load_study
 
     study = make_study(tmp_path, "demo", n=4)
     board = dashboard(study, port=0, read_only=read_only)
@@ -356,7 +356,7 @@ def test_a_read_only_dashboard_refuses_every_change(tmp_path, read_only):
 def test_a_dashboard_beyond_loopback_warns(tmp_path, capsys, monkeypatch, host, read_only, warning):
     from study_factory import make_study
 
-    from rksearch.dashboard import Dashboard
+    from rksearch.analysis.dashboard import Dashboard
 
     served = []
     monkeypatch.setattr(Dashboard, "serve_forever", lambda self: (served.append(self), self.server.server_close()))

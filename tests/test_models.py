@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rksearch import RKSearchError, build_model, count, create_model, load_spec, parse_name, save_spec
-from rksearch.baselines import baseline_spec
+from rksearch.arch.baselines import baseline_spec
 from rksearch.models.layers import init_weights
 from rksearch.models.steps import ERKStep, IRKStep
 
@@ -165,7 +165,7 @@ def test_the_api_takes_baselines(tmp_path) -> None:
     assert create_model("densenet-bc-100", num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     save_spec(baseline_spec("cliquenet-t12-k36"), tmp_path / "base.yaml")
     assert create_model(tmp_path / "base.yaml").__class__.__name__ == "CliqueNet"
-    with pytest.raises(RKSearchError, match="a baseline spec, not an RKNet spec: read it with rksearch.baselines.load_any_spec"):
+    with pytest.raises(RKSearchError, match="a baseline spec, not an RKNet spec: read it with rksearch.arch.baselines.load_any_spec"):
         load_spec(tmp_path / "base.yaml")
     with pytest.raises(RKSearchError, match="applies to RKNets only"):
         create_model("densenet-bc-100", m=2)

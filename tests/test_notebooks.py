@@ -10,7 +10,7 @@ from paper_study import make_table1_study
 from study_factory import make_study
 
 from rksearch import load_spec
-from rksearch.study import load_study
+from rksearch.analysis.study import load_study
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ("pareto_analysis", "compare_studies", "paper_claims")

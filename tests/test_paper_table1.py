@@ -14,11 +14,11 @@ from paper_study import TABLE1_SPACE, make_table1_study
 
 from rksearch import count, parse_name
 from rksearch.cli import main
-from rksearch.errors import RKSearchError
-from rksearch.paper import PAPER_POINTS
-from rksearch.paper_claims import claim_summary, table1_frame, verdicts
-from rksearch.space import load_space, parse_space
-from rksearch.study import load_study
+from rksearch.core.errors import RKSearchError
+from rksearch.analysis.paper import PAPER_POINTS
+from rksearch.analysis.paper_claims import claim_summary, table1_frame, verdicts
+from rksearch.space.search_space import load_space, parse_space
+from rksearch.analysis.study import load_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

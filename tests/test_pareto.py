@@ -18,12 +18,12 @@ from study_factory import make_study
 
 from rksearch import RKNetSpec, count, load_spec
 from rksearch.cli import main
-from rksearch.errors import RKSearchError
-from rksearch.export import pick
-from rksearch.pareto import front, hypervolume, hypervolume_history, knee_index, pareto_mask
-from rksearch.pareto_report import write_report
-from rksearch.plots import pareto_figure
-from rksearch.study import choice_effects, load_study
+from rksearch.core.errors import RKSearchError
+from rksearch.analysis.export import pick
+from rksearch.analysis.pareto import front, hypervolume, hypervolume_history, knee_index, pareto_mask
+from rksearch.analysis.report import write_report
+from rksearch.analysis.plots import pareto_figure
+from rksearch.analysis.study import choice_effects, load_study
 
 MAXMIN = ("maximize", "minimize")
 
@@ -529,7 +529,7 @@ def test_fresh_sets_a_study_aside_in_its_own_storage(study, tmp_path) -> None:
     ``demo.<time>`` in that storage, beside the renamed folder that reads them."""
     import optuna
 
-    from rksearch.search import default_storage, record_storage, set_aside
+    from rksearch.search.driver import default_storage, record_storage, set_aside
 
     trials = len(load_study(study).trials)
     url = _moved(study, tmp_path)
@@ -547,7 +547,7 @@ def test_fresh_on_a_folder_that_cannot_move_moves_nothing(study, tmp_path, monke
 
     import optuna
 
-    from rksearch.search import record_storage, set_aside
+    from rksearch.search.driver import record_storage, set_aside
 
     url = _moved(study, tmp_path)
     record_storage(study, url)
@@ -566,7 +566,7 @@ def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> Non
     only the folder moves."""
     import optuna
 
-    from rksearch.search import set_aside
+    from rksearch.search.driver import set_aside
 
     other = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(study_name="demo", storage=other)
@@ -579,7 +579,7 @@ def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> Non
 def test_fresh_without_a_folder_sets_aside_the_study_in_the_storage(tmp_path) -> None:
     import optuna
 
-    from rksearch.search import set_aside
+    from rksearch.search.driver import set_aside
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     optuna.create_study(study_name="demo", storage=url).enqueue_trial({"x": 1})
@@ -591,7 +591,7 @@ def test_fresh_without_a_folder_sets_aside_the_study_in_the_storage(tmp_path) ->
 def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
     import optuna
 
-    from rksearch.search import default_storage, driver_id, record_storage, set_aside
+    from rksearch.search.driver import default_storage, driver_id, record_storage, set_aside
 
     (study / "storage.url").write_text("mysql://me:***@db.example/studies\n")
     with pytest.raises(RKSearchError, match="give its password: --storage URL"):
@@ -609,7 +609,7 @@ def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
 
 
 def test_dashboard_on_the_storage_its_space_names(study, tmp_path) -> None:
-    from rksearch.dashboard import dashboard
+    from rksearch.analysis.dashboard import dashboard
 
     url = _moved(study, tmp_path)
     board = dashboard(tmp_path / "demo", port=0, storage=url)
@@ -645,8 +645,8 @@ def test_storage_errors(study, tmp_path, rk) -> None:
 
 def test_recorded_storage(study, tmp_path, monkeypatch) -> None:
     """What rksearch run records: absolute SQLite paths, no password, one study per folder."""
-    from rksearch.search import check_same_storage, default_storage, record_storage
-    from rksearch.study import absolute_url
+    from rksearch.search.driver import check_same_storage, default_storage, record_storage
+    from rksearch.analysis.study import absolute_url
 
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from rksearch.study import load_study
+from rksearch.analysis.study import load_study
 from test_search import make_space, rksearch
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,10 @@ import optuna
 import pytest
 import yaml
 
-from rksearch.errors import RKSearchError
-from rksearch.prescreen import _best, draw_feasible, enqueue_prescreened, param_key, prescreen_points
-from rksearch.space import load_space, parse_space
-from rksearch.zerocost import score_spec
+from rksearch.core.errors import RKSearchError
+from rksearch.proxies.prescreen import _best, draw_feasible, enqueue_prescreened, param_key, prescreen_points
+from rksearch.space.search_space import load_space, parse_space
+from rksearch.proxies.zerocost import score_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "search_spaces" / "demo.yaml"
@@ -143,7 +143,7 @@ def test_data_errors_name_the_space_and_the_proxy_field(tmp_path: Path):
 @pytest.mark.slow
 def test_a_search_trains_the_prescreened_candidates(tmp_path: Path):
     """Needs ``enqueue_prescreened`` called from ``run_search``: real Ray, real training."""
-    from rksearch.search import run_search
+    from rksearch.search.driver import run_search
 
     space = load_space(demo_space(tmp_path, prescreen={"candidates": 4, "trials": 2}))
     result = run_search(space, out=tmp_path / "studies")

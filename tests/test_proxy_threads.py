@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from rksearch.proxy import threads_warning
+from rksearch.training.proxy import threads_warning
 
 
 def test_threads_warning_only_when_the_environment_asks_for_more():
@@ -22,7 +22,7 @@ def test_a_one_cpu_ray_task_trains_on_one_thread_despite_omp_num_threads_4():
     import ray
 
     from rksearch import parse_name
-    from rksearch.proxy import ProxyConfig, proxy_evaluate
+    from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 
     @ray.remote(num_cpus=1, runtime_env={"env_vars": {"OMP_NUM_THREADS": "4"}})
     def trial() -> dict:

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rksearch.errors import RKSearchError
-from rksearch.ranking import average_ranks, kendall_tau, spearman_rho, top_k, top_k_overlap
+from rksearch.core.errors import RKSearchError
+from rksearch.proxies.ranking import average_ranks, kendall_tau, spearman_rho, top_k, top_k_overlap
 
 # b against a = 1..5: pairs (3,1) (3,2) (5,4) discordant, the other 7 concordant -> tau = 4/10;
 # rank differences -2, 1, 1, -1, 1 -> rho = 1 - 6 * 8 / (5 * 24)

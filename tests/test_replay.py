@@ -19,12 +19,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from rksearch.errors import RKSearchError
-from rksearch.pareto import hypervolume_history
-from rksearch.replay import check_replayable, load_table
-from rksearch.simulate import simulate
-from rksearch.space import load_space
-from rksearch.study import load_study
+from rksearch.core.errors import RKSearchError
+from rksearch.analysis.pareto import hypervolume_history
+from rksearch.search.replay import check_replayable, load_table
+from rksearch.search.simulate import simulate
+from rksearch.space.search_space import load_space
+from rksearch.analysis.study import load_study
 from test_search import set_fields
 from test_train import cli
 
@@ -179,7 +179,7 @@ def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: P
 
 
 def test_a_replayed_study_is_not_continued_by_training(tmp_path: Path) -> None:
-    from rksearch.search import check_continuable, open_storage
+    from rksearch.search.driver import check_continuable, open_storage
 
     space = load_space(write_space(tmp_path))
     table = load_table(write_table(tmp_path, tmp_path / "tiny.yaml"))

@@ -13,8 +13,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from rksearch.search import failure_bound
-from rksearch.study import load_study
+from rksearch.search.driver import failure_bound
+from rksearch.analysis.study import load_study
 from test_search import ROOT, load, make_space, rksearch
 
 pytestmark = pytest.mark.slow

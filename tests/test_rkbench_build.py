@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rksearch.space import load_space
-from rksearch.spec import parse_name
+from rksearch.space.search_space import load_space
+from rksearch.arch.rknet import parse_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "benchmarks" / "rkbench" / "build.py"
@@ -147,7 +147,7 @@ def test_a_half_written_curve_is_trained_again_and_a_changed_proxy_is_refused(tm
 
 
 def test_the_training_seed_leaves_the_split_alone():
-    from rksearch.proxy import ProxyConfig, proxy_evaluate
+    from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 
     spec = parse_name("ERKNet-2x1_2x1_2x1", growth_rate=4)
     cfg = ProxyConfig(dataset="demo", train_subset=64, val_size=64, epochs=1, batch_size=32, device="cpu", seed=3)

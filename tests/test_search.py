@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rksearch.spec import RKNetSpec
-from rksearch.study import load_study
+from rksearch.arch.rknet import RKNetSpec
+from rksearch.analysis.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,9 +176,9 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
 
 def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> None:
     """What the study's trials measured may not change under them; how they train may."""
-    from rksearch.errors import RKSearchError
-    from rksearch.search import check_continuable, open_storage
-    from rksearch.space import parse_space
+    from rksearch.core.errors import RKSearchError
+    from rksearch.search.driver import check_continuable, open_storage
+    from rksearch.space.search_space import parse_space
 
     data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
 
@@ -201,9 +201,9 @@ def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> Non
 
 
 def test_an_unreachable_ray_address_is_refused_at_once() -> None:
-    from rksearch.errors import RKSearchError
-    from rksearch.search import check_reachable
-    from rksearch.space import load_space
+    from rksearch.core.errors import RKSearchError
+    from rksearch.search.driver import check_reachable
+    from rksearch.space.search_space import load_space
 
     space = load_space(ROOT / "search_spaces" / "demo.yaml")
     for address in ("127.0.0.1:1", "[::1]:1", "ray://127.0.0.1:1"):
@@ -221,7 +221,7 @@ def test_opening_the_storage_survives_a_race_creating_the_schema(tmp_path: Path,
     """A reader opening a new study's database as the search creates it may stamp Optuna's schema
     version first (SQLite), or two drivers create the tables at once (PostgreSQL); the loser's
     creation fails, and opening again finds the schema there."""
-    from rksearch import search
+    from rksearch.search import driver as search
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -238,8 +238,8 @@ def test_opening_the_storage_survives_a_race_creating_the_schema(tmp_path: Path,
 def test_a_continued_study_draws_new_proposals(tmp_path: Path) -> None:
     """Seeded with the seed plus the trials the study holds: reproducible, and not the fresh run's
     draws again (every one of them would be settled as a duplicate)."""
-    from rksearch.search import make_sampler
-    from rksearch.space import load_space
+    from rksearch.search.driver import make_sampler
+    from rksearch.space.search_space import load_space
 
     space = load_space(make_space(tmp_path, search__sampler="random"))
 
@@ -256,7 +256,7 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
     another driver created a moment ago and has not claimed yet (that killed the other driver)."""
     import datetime
 
-    from rksearch.search import driver_id, fail_stale_trials
+    from rksearch.search.driver import driver_id, fail_stale_trials
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rksearch.replay import load_table
-from rksearch.simulate import simulate
-from rksearch.space import load_space
+from rksearch.search.replay import load_table
+from rksearch.search.simulate import simulate
+from rksearch.space.search_space import load_space
 from test_replay import write_space, write_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -17,8 +17,8 @@ import yaml
 
 from rksearch import count, parse_name
 from rksearch.cli import main
-from rksearch.errors import RKSearchError
-from rksearch.space import SearchSpace, load_space, parse_space
+from rksearch.core.errors import RKSearchError
+from rksearch.space.search_space import SearchSpace, load_space, parse_space
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 optuna.logging.set_verbosity(optuna.logging.WARNING)

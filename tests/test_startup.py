@@ -78,9 +78,9 @@ def test_the_package_root_keeps_its_names_and_loads_torch_only_for_models():
     code = ("import sys, rksearch; assert not {'torch', 'numpy', 'pydantic'} & set(sys.modules); "
             "from rksearch import Counts, PeriodSpec, RKNetSpec, RKSearchError, count, load_spec, parse_name, "
             "resolve_spec, save_spec; assert 'torch' not in sys.modules; "
-            # the submodule rksearch.count, imported, does not replace the function of that name
-            "import rksearch.count; from rksearch import count as again; assert again is count and callable(count); "
-            "assert rksearch.count is count; "
+            # the submodule rksearch.arch.count, imported, does not replace the function of that name
+            "import rksearch.arch.count; from rksearch import count as again; assert again is count and callable(count); "
+            "assert rksearch.arch.count is count; "
             "from rksearch import build_model, create_model; assert 'torch' in sys.modules; "
             "assert all(getattr(rksearch, n) is not None for n in rksearch.__all__); "
             "assert set(rksearch.__all__) <= set(dir(rksearch)); "
@@ -96,6 +96,6 @@ def test_the_package_root_keeps_its_names_and_loads_torch_only_for_models():
 
 def test_the_torch_free_dataset_names_are_the_loaders():
     from rksearch.data import DATASETS
-    from rksearch.train_config import DATASET_NAMES
+    from rksearch.training.config import DATASET_NAMES
 
     assert DATASET_NAMES == DATASETS

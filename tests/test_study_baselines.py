@@ -18,15 +18,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from rksearch.baselines import DenseNetSpec, any_spec_from_dict, baseline_spec, load_any_spec
-from rksearch.errors import RKSearchError
-from rksearch.export import export, pick
-from rksearch.pareto import front
-from rksearch.pareto_report import ParetoReport, trials_csv
-from rksearch.plots import pareto_figure
-from rksearch.proxy import ProxyConfig, proxy_evaluate
-from rksearch.space import parse_space
-from rksearch.study import load_study
+from rksearch.arch.baselines import DenseNetSpec, any_spec_from_dict, baseline_spec, load_any_spec
+from rksearch.core.errors import RKSearchError
+from rksearch.analysis.export import export, pick
+from rksearch.analysis.pareto import front
+from rksearch.analysis.report import ParetoReport, trials_csv
+from rksearch.analysis.plots import pareto_figure
+from rksearch.training.proxy import ProxyConfig, proxy_evaluate
+from rksearch.space.search_space import parse_space
+from rksearch.analysis.study import load_study
 from study_factory import storage
 from test_train import cli
 
@@ -88,7 +88,7 @@ def test_bad_entries_name_the_file_and_entry(baselines: Any, field: str, text: s
 
 
 def test_shipped_baselines_space() -> None:
-    from rksearch.space import load_space
+    from rksearch.space.search_space import load_space
 
     space = load_space(ROOT / "search_spaces" / "baselines_cifar.yaml")
     names = [b.spec.name for b in space.baselines]
@@ -102,7 +102,7 @@ def test_shipped_baselines_space() -> None:
 def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = None, seed: int = 0):
     """``n`` trials proposed and recorded by the real searcher; a baseline's result comes from
     ``results[label]`` (an empty dict fails it), a searched one is a made-up accuracy."""
-    from rksearch.search import RKSearcher
+    from rksearch.search.driver import RKSearcher
 
     searcher = RKSearcher(space, storage(path / "optuna.db"), "test-driver")
     searcher.study.set_user_attr("objectives", space.objectives)
@@ -164,7 +164,7 @@ def test_rerun_trains_only_the_baselines_not_yet_trained(tmp_path: Path) -> None
 
 
 def test_budget_counts_searched_trials_only(tmp_path: Path) -> None:
-    from rksearch.search import count_done
+    from rksearch.search.driver import count_done
 
     searcher = run_searcher(tmp_path / "demo", space_with(), 6)
     searched = sum(t.state == optuna.trial.TrialState.COMPLETE for t in searcher.study.trials)
@@ -281,7 +281,7 @@ def test_train_neither_file_nor_name(tmp_path: Path, capsys, arg: str, needle: s
 def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Path) -> None:
     """Baselines inside the searched study (studies written before <name>/baselines): pareto and
     export read them; a run refuses to continue the study (its sampler would learn from them)."""
-    from rksearch.search import check_continuable, open_storage
+    from rksearch.search.driver import check_continuable, open_storage
 
     space = space_with(["densenet-bc-16-k4"])
     spec = space.baselines[0].spec
@@ -301,8 +301,8 @@ def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Pa
 def test_of_two_drivers_claiming_a_baseline_at_once_the_lower_claim_trains(tmp_path: Path, monkeypatch) -> None:
     """Both claim before either looks (the race a shared PostgreSQL study showed: both backed off
     and the baseline never trained): the claim with the lower trial number trains, the other backs off."""
-    import rksearch.search as search
-    from rksearch.baseline_trials import start_baseline_trial as claim
+    import rksearch.search.driver as search
+    from rksearch.storage.baseline_study import start_baseline_trial as claim
 
     space = space_with(["densenet-bc-16-k4"])
     a = search.RKSearcher(space, storage(tmp_path / "optuna.db"), search.driver_id())

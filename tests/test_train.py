@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from rksearch import count, parse_name, save_spec
-from rksearch.baselines import baseline_spec
+from rksearch.arch.baselines import baseline_spec
 from rksearch.cli import main
 from rksearch.data import DataOptions, load_splits
-from rksearch.errors import RKSearchError
-from rksearch.proxy import ProxyConfig, proxy_evaluate
+from rksearch.core.errors import RKSearchError
+from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 from rksearch.data.loaders import num_batches
-from rksearch.train import TrainConfig, Trainer, TrainingDiverged, fit, train
+from rksearch.training.train import TrainConfig, Trainer, TrainingDiverged, fit, train
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -296,7 +296,7 @@ class _ReplayInPython:
     tensors. Counts captures and replays, so that the trainer's bookkeeping is tested on a CPU."""
 
     def __init__(self, monkeypatch) -> None:
-        import rksearch.cudagraph as cg
+        import rksearch.training.cudagraph as cg
 
         self.side = self.captured = self.replays = 0
         monkeypatch.setattr(cg, "available", lambda device: True)

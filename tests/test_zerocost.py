@@ -11,12 +11,12 @@ from torch import nn
 
 from rksearch.cli import main
 from rksearch.cli.zc import _DEFAULT_SCORES
-from rksearch.count import count
-from rksearch.errors import RKSearchError
+from rksearch.arch.count import count
+from rksearch.core.errors import RKSearchError
 from rksearch.models import build_model
-from rksearch.proxy import ProxyConfig
-from rksearch.spec import RKNetSpec, parse_name
-from rksearch.zerocost import DATA_FREE, SCORES, naswot_kernel, proxy_batch, score, score_spec
+from rksearch.training.proxy import ProxyConfig
+from rksearch.arch.rknet import RKNetSpec, parse_name
+from rksearch.proxies.zerocost import DATA_FREE, SCORES, naswot_kernel, proxy_batch, score, score_spec
 
 DEMO_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 

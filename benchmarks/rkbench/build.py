@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script from a checkout: the package beside it
     sys.path.insert(0, str(ROOT))
 
-from rksearch.errors import RKSearchError  # noqa: E402
+from rksearch.core.errors import RKSearchError  # noqa: E402
 
 MAX_SPECS = 20_000
 """A table larger than this is not what this command is for (the default of --max-specs)."""
@@ -111,7 +111,7 @@ def load_jobs(space_path: Path, seeds: int, max_specs: int) -> tuple[Any, list[J
     seed 0 first, so a partial table already covers it once) and within a seed in one fixed shuffled
     order (a partial table is a uniform sample of the space, and the ETA of the first trainings is
     unbiased); also the number of infeasible specs."""
-    from rksearch.space import load_space
+    from rksearch.space.search_space import load_space
 
     space = load_space(space_path)
     if space.baselines:
@@ -195,8 +195,8 @@ def train_one(spec_dict: dict, proxy_dict: dict, seed: int, threads: int) -> dic
     """Train one spec at one training seed with the project's proxy; its per-epoch curve and costs."""
     import torch
 
-    from rksearch.proxy import ProxyConfig, proxy_evaluate
-    from rksearch.spec import RKNetSpec
+    from rksearch.training.proxy import ProxyConfig, proxy_evaluate
+    from rksearch.arch.rknet import RKNetSpec
 
     torch.set_num_threads(max(1, threads))
     spec = RKNetSpec.from_dict(spec_dict)

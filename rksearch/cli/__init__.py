@@ -1,7 +1,7 @@
 """The ``rksearch`` command: a thin layer over the Python API.
 
 One module per command group registers its commands on :data:`app`. Every user error
-surfaces as one line on stderr and exit status 2; see :mod:`rksearch.errors`.
+surfaces as one line on stderr and exit status 2; see :mod:`rksearch.core.errors`.
 """
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from ._app import app, err, out
-from . import describe, run  # noqa: F401  (registers commands)
-from . import zc  # noqa: F401
-from . import convert  # noqa: F401  (registers rksearch convert)
-from . import pareto  # noqa: F401
-from . import dashboard  # noqa: F401
-from . import train  # noqa: F401
-from . import space  # noqa: F401
-from . import bench  # noqa: F401  (registers rksearch bench)
-from . import calibrate  # noqa: F401  (registers rksearch calibrate)
-from ..errors import RKSearchError
-from ..stopping import OnSigterm, ray_lost
+from rksearch.cli._app import app, err, out
+from rksearch.cli import describe; from rksearch.cli import run  # noqa: F401  (registers commands)
+from rksearch.cli import zc  # noqa: F401
+from rksearch.cli import convert  # noqa: F401  (registers rksearch convert)
+from rksearch.cli import pareto  # noqa: F401
+from rksearch.cli import dashboard  # noqa: F401
+from rksearch.cli import train  # noqa: F401
+from rksearch.cli import space  # noqa: F401
+from rksearch.cli import bench  # noqa: F401  (registers rksearch bench)
+from rksearch.cli import calibrate  # noqa: F401  (registers rksearch calibrate)
+from rksearch.core.errors import RKSearchError
+from rksearch.core.stopping import OnSigterm, ray_lost
 
 
 # Typer vendors click in recent releases: reach its exception classes through a public one.

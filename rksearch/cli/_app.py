@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ..errors import RKSearchError
+from rksearch.core.errors import RKSearchError
 
 app = typer.Typer(
     add_completion=False,
@@ -49,7 +49,7 @@ def as_option(e: RKSearchError, options: dict[str, str]) -> RKSearchError:
     return RKSearchError(message, source=e.source, field=options.get(field, field))
 
 
-# The space overrides every command that reads a space takes (rksearch.overrides).
+# The space overrides every command that reads a space takes (rksearch.space.overrides).
 SET_HELP = "Set a space field over the file's: KEY=VALUE, dotted keys, YAML values (proxy.epochs=2, search.resources.gpu=0); repeatable."
 DATA_ROOT_HELP = "Where the proxy's data lies (sets proxy.root): a folder or an image-folder zip."
 DATASET_HELP = "The proxy's dataset (sets proxy.dataset): demo, imagefolder, cifar10, cifar100, svhn."
@@ -57,7 +57,7 @@ DATASET_HELP = "The proxy's dataset (sets proxy.dataset): demo, imagefolder, cif
 
 def load_space_with(path, sets: Optional[list[str]], data_root, dataset):
     """The space at ``path`` with the command line's ``--set``/``--data-root``/``--dataset`` applied."""
-    from ..overrides import parse_overrides
-    from ..space import load_space
+    from rksearch.space.overrides import parse_overrides
+    from rksearch.space.search_space import load_space
 
     return load_space(path, parse_overrides(sets or [], data_root=data_root, dataset=dataset))

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import RKSearchError
-from ._app import app, as_option, ints, out
+from rksearch.core.errors import RKSearchError
+from rksearch.cli._app import app, as_option, ints, out
 
 
 @app.command()
@@ -35,7 +35,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Training-step throughput (forward, backward, SGD) on random inputs, against a CIFAR ResNet-18."""
-    from ..bench import BenchOptions, format_rows, run_bench
+    from rksearch.training.bench import BenchOptions, format_rows, run_bench
 
     opts = BenchOptions(
         device=device, batch_size=batch_size, amp=amp, compile=compile, compile_mode=compile_mode,

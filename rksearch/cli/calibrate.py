@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
+from rksearch.cli._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 
 def _num(v: Optional[float], fmt: str = ".2f") -> str:
@@ -57,7 +57,7 @@ def calibrate(
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Train sampled specs at several proxy budgets and measure how well each ranks them."""
-    from ..calibrate import CalibrationFailed, calibrate as run_calibration
+    from rksearch.search.calibrate import CalibrationFailed, calibrate as run_calibration
 
     space = load_space_with(space_file, sets, data_root, dataset)
     started = time.perf_counter()

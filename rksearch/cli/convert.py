@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from ..baseline_names import NAMES_HELP
-from ..errors import RKSearchError
-from ._app import app, as_option, ints, out
+from rksearch.arch.baseline_names import NAMES_HELP
+from rksearch.core.errors import RKSearchError
+from rksearch.cli._app import app, as_option, ints, out
 
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from ..baselines import BaselineSpec
+    from rksearch.arch.baselines import BaselineSpec
 
 
 @app.command()
@@ -35,8 +35,8 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Convert a DenseNet to an ERKNet or a CliqueNet to an IRKNet (Section 3.3) and show what changed."""
-    from ..convert import convert as convert_spec
-    from ..spec import save_spec
+    from rksearch.arch.convert import convert as convert_spec
+    from rksearch.arch.rknet import save_spec
 
     configs = ints(block_config, "--block-config")
     fields: dict[str, Any] = {
@@ -70,7 +70,7 @@ OPTIONS = {"growth_rate": "-k", "T": "--T", "blocks": "--blocks", "init_channels
 
 def _source(network: str, fields: dict[str, Any]) -> "BaselineSpec":
     """A baseline name, or a baseline spec file, with ``fields`` changed."""
-    from ..baselines import BaselineSpec, baseline_spec, load_any_spec
+    from rksearch.arch.baselines import BaselineSpec, baseline_spec, load_any_spec
 
     if not network.endswith((".yaml", ".yml", ".json")) and not Path(network).is_file():
         return baseline_spec(network, **fields)

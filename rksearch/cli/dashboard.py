@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._app import STORAGE_HELP, STUDY_DIR_HELP, app, err, out
+from rksearch.cli._app import STORAGE_HELP, STUDY_DIR_HELP, app, err, out
 
 
 @app.command()
@@ -19,7 +19,7 @@ def dashboard(
                                    help="Refuse every change (deleting, renaming, notes, telling trials)."),
 ) -> None:
     """Serve optuna-dashboard on the study's storage until Ctrl-C."""
-    from ..dashboard import dashboard as open_dashboard
+    from rksearch.analysis.dashboard import dashboard as open_dashboard
 
     board = open_dashboard(study_dir, host=host, port=port, storage=storage, read_only=read_only)
     if board.exposed and not board.read_only:

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from ..errors import RKSearchError
-from ._app import app, as_option, ints, out
+from rksearch.core.errors import RKSearchError
+from rksearch.cli._app import app, as_option, ints, out
 
 OPTIONS = {"growth_rate": "--growth-rate", "m": "--m", "stem": "--stem", "input_size": "--input-size",
            "num_classes": "--num-classes", "multiscale": "--no-multiscale"}
@@ -25,9 +25,9 @@ def describe(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Name, parameters, FLOPs and per-period layout of an RKNet (or the size of a DenseNet/CliqueNet baseline)."""
-    from ..describe import describe as describe_spec
-    from ..describe import render
-    from ..baselines import resolve_network
+    from rksearch.models.describe import describe as describe_spec
+    from rksearch.models.describe import render
+    from rksearch.arch.baselines import resolve_network
 
     fields = {
         "growth_rate": ints(growth_rate, "--growth-rate"),

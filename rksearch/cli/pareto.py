@@ -6,9 +6,9 @@ from typing import Optional
 
 import typer
 
-from ._app import STORAGE_HELP, STUDY_DIR_HELP, app, out
-from ..errors import RKSearchError
-from ..files import unwritable
+from rksearch.cli._app import STORAGE_HELP, STUDY_DIR_HELP, app, out
+from rksearch.core.errors import RKSearchError
+from rksearch.core.files import unwritable
 
 
 def _writable(path: Path, flag: str) -> None:
@@ -27,9 +27,9 @@ def pareto(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """The Pareto front of a study: table, hypervolume and its history, optionally a Plotly page."""
-    from ..files import write_text
-    from ..pareto_report import ParetoReport, write_plotlyjs
-    from ..study import load_study
+    from rksearch.core.files import write_text
+    from rksearch.analysis.report import ParetoReport, write_plotlyjs
+    from rksearch.analysis.study import load_study
 
     if html is not None:
         _writable(html, "--html")
@@ -54,8 +54,8 @@ def export(
     storage: Optional[str] = typer.Option(None, "--storage", help=STORAGE_HELP),
 ) -> None:
     """Write the full spec of one trial (not the shrunken proxy) for ``rksearch train``."""
-    from ..export import export as export_spec
-    from ..export import parse_amount
+    from rksearch.analysis.export import export as export_spec
+    from rksearch.analysis.export import parse_amount
 
     chosen = export_spec(study_dir, output, pick, max_flops=parse_amount(max_flops, "--max-flops"),
                          max_params=parse_amount(max_params, "--max-params"), storage=storage)

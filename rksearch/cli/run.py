@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Optional
 
 import typer
 
-from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
+from rksearch.cli._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 PLAIN_EVERY = 60.0  # seconds between status lines when stdout is not a terminal (a log file)
 
@@ -30,12 +30,12 @@ def run(
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
-    from ..search import default_storage, run_search
-    from ..study import shown_url
+    from rksearch.search.driver import default_storage, run_search
+    from rksearch.analysis.study import shown_url
 
     space = load_space_with(space_file, sets, data_root, dataset)
     if dry_run:
-        from ..estimate import estimate
+        from rksearch.search.estimate import estimate
 
         with out.status(f"[bold]{space.name}[/]: timing a few training steps ..."):
             line = estimate(space, trials=trials).line()
@@ -44,7 +44,7 @@ def run(
     started = time.perf_counter()
     with _display(space.name, started) as (update, notify):
         if replay is None:
-            from ..data import describe_data
+            from rksearch.data import describe_data
 
             notify(describe_data(space.proxy.dataset, space.proxy.root))  # which copy, or where it will download
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
@@ -81,7 +81,7 @@ def run(
 def _display(name: str, started: float) -> Iterator[tuple[Callable, Callable]]:
     """(on_update, notify) for a search: a live status line in a terminal; plain lines otherwise
     (a log file, a pipe): one per finished trial and a status line at least every minute."""
-    from ..search import summarise
+    from rksearch.search.driver import summarise
 
     def plain(line: str, markup: bool = False) -> None:
         out.print(line, markup=markup, highlight=False, soft_wrap=True)

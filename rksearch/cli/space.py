@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
+from rksearch.cli._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 
 def _per_period(values: list[Any]) -> str:
@@ -17,7 +17,7 @@ def _per_period(values: list[Any]) -> str:
 
 def _summary(path: Path, n: int, seed: int, sets: Optional[list[str]] = None, data_root: Optional[Path] = None,
              dataset: Optional[str] = None) -> dict[str, Any]:
-    from ..count import count
+    from rksearch.arch.count import count
 
     space = load_space_with(path, sets, data_root, dataset)
     rng = random.Random(seed)
@@ -110,7 +110,7 @@ def space(
     """Size of a search space, the share that meets its constraints, and sampled specs."""
     info = _summary(path, sample, seed, sets, data_root, dataset)
     if with_estimate:
-        from ..estimate import estimate
+        from rksearch.search.estimate import estimate
 
         info["estimate"] = estimate(load_space_with(path, sets, data_root, dataset)).line()
     if as_json:

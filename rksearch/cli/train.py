@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from ._app import app, as_option, err, out
+from rksearch.cli._app import app, as_option, err, out
 
 
 @app.command()
@@ -49,13 +49,13 @@ def train(
     """Train a spec or a baseline with the paper's recipe; checkpoint, metrics.csv, model and test result to --out."""
     from pydantic import ValidationError
 
-    from ..data import DataOptions, load_splits
-    from ..errors import RKSearchError, from_validation_error
-    from ..baselines import resolve_any_spec
-    from ..train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
-    from ..train import train as train_spec
+    from rksearch.data import DataOptions, load_splits
+    from rksearch.core.errors import RKSearchError, from_validation_error
+    from rksearch.arch.baselines import resolve_any_spec
+    from rksearch.training.train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
+    from rksearch.training.train import train as train_spec
 
-    from ..train import resolve_device
+    from rksearch.training.train import resolve_device
 
     # before anything starts: a machine without CUDA says so at once
     if resolve_device(device, "--device").type != "cuda" and cuda_graph:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from ._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
+from rksearch.cli._app import DATA_ROOT_HELP, DATASET_HELP, SET_HELP, app, load_space_with, out
 
 _DEFAULT_SCORES = "synflow,naswot,grad_norm,snip,flops,params"
 
@@ -47,8 +47,8 @@ def zc(
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Score sampled specs without training: synflow, NASWOT, grad_norm, snip, FLOPs, params."""
-    from ..train import resolve_device
-    from ..zerocost import DATA_FREE, check_names, proxy_batch, score_spec
+    from rksearch.training.train import resolve_device
+    from rksearch.proxies.zerocost import DATA_FREE, check_names, proxy_batch, score_spec
 
     names = check_names(n.strip() for n in scores.split(",") if n.strip())
     space = load_space_with(space_file, sets, data_root, dataset)

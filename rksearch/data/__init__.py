@@ -10,11 +10,11 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .augment import Pipeline
-from .cache import cache_dir
-from .loaders import Loader, LoaderMode, make_loader, pad_batch
-from .sources import DATASETS, data_home, default_root, describe_data, load_dataset, locate
-from .splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
+from rksearch.data.augment import Pipeline
+from rksearch.data.cache import cache_dir
+from rksearch.data.loaders import Loader, LoaderMode, make_loader, pad_batch
+from rksearch.data.sources import DATASETS, data_home, default_root, describe_data, load_dataset, locate
+from rksearch.data.splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
 
 
 class DataOptions(BaseModel):

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .splits import Style
+from rksearch.data.splits import Style
 
 PAD = 4
 RESIZE_RATIO = 256 / 224

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..errors import RKSearchError
-from .cache import cached
-from .splits import Dataset, FileSplit, TensorSplit
+from rksearch.core.errors import RKSearchError
+from rksearch.data.cache import cached
+from rksearch.data.splits import Dataset, FileSplit, TensorSplit
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SMALL_MAX = 64

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, default_collate
 
-from ..errors import RKSearchError
-from .augment import PAD, Normalize, Pipeline, crop_flip, random_crops, sample_transform
-from .imagefolder import decode
-from .splits import FileSplit, Split, TensorSplit
+from rksearch.core.errors import RKSearchError
+from rksearch.data.augment import PAD, Normalize, Pipeline, crop_flip, random_crops, sample_transform
+from rksearch.data.imagefolder import decode
+from rksearch.data.splits import FileSplit, Split, TensorSplit
 
 LoaderMode = Literal["auto", "resident", "dataloader"]
 Batch = tuple[Tensor, Tensor]

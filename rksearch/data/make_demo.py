@@ -16,8 +16,8 @@ import zipfile
 
 import torch
 
-from .imagefolder import ImageStore, find_layout
-from .sources import DEMO_FILE
+from rksearch.data.imagefolder import ImageStore, find_layout
+from rksearch.data.sources import DEMO_FILE
 
 PER_CLASS = {"train": 200, "test": 50}
 SEED = 0

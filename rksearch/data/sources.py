@@ -19,9 +19,9 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..errors import RKSearchError
-from .imagefolder import load_imagefolder
-from .splits import Dataset, Style, TensorSplit
+from rksearch.core.errors import RKSearchError
+from rksearch.data.imagefolder import load_imagefolder
+from rksearch.data.splits import Dataset, Style, TensorSplit
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Literal, Union
 import torch
 from torch import Tensor
 
-from ..errors import RKSearchError
+from rksearch.core.errors import RKSearchError
 
 if TYPE_CHECKING:
-    from .imagefolder import ImageStore
+    from rksearch.data.imagefolder import ImageStore
 
 Style = Literal["cifar", "plain", "imagenet"]
 """cifar: pad-4 random crop + flip; plain: no augmentation (SVHN); imagenet: random-resized crop."""

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ..errors import RKSearchError
-from ..spec import RKNetSpec, with_fields
-from .rknet import RKNet
+from rksearch.core.errors import RKSearchError
+from rksearch.arch.rknet import RKNetSpec, with_fields
+from rksearch.models.rknet import RKNet
 
 if TYPE_CHECKING:
-    from ..baselines import AnySpec
+    from rksearch.arch.baselines import AnySpec
 
 RESNET18_FIELDS = ("num_classes", "in_channels")
 
@@ -26,14 +26,14 @@ def create_model(name_or_spec: str | Path | AnySpec, **fields: Any) -> nn.Module
     with ``growth_rate=36``, ``m=[2, 4, 8, 16]``, ``stem="imagenet"``, ...), a baseline
     (``densenet-bc-100``, ``cliquenet-t12-k36``) or ``resnet18``, the CIFAR ResNet-18 that
     ``rksearch bench`` measures against. A field a network does not have is an error."""
-    from ..baselines import BaselineSpec, resolve_network
+    from rksearch.arch.baselines import BaselineSpec, resolve_network
 
     if isinstance(name_or_spec, RKNetSpec):
         return build_model(with_fields(name_or_spec, **fields))
     if isinstance(name_or_spec, BaselineSpec):
         return build_model(name_or_spec.replace(**fields) if fields else name_or_spec)
     if str(name_or_spec).strip().lower() == "resnet18":
-        from .resnet import resnet18_cifar
+        from rksearch.models.resnet import resnet18_cifar
 
         wrong = sorted(set(fields) - set(RESNET18_FIELDS))
         if wrong:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .layers import Postprocessor, Transition, bn_relu_conv, init_weights, make_stem
-from .steps import CliqueBlock
+from rksearch.models.layers import Postprocessor, Transition, bn_relu_conv, init_weights, make_stem
+from rksearch.models.steps import CliqueBlock
 
 if TYPE_CHECKING:
-    from ..baselines import CliqueNetSpec
+    from rksearch.arch.baselines import CliqueNetSpec
 
 
 class Compress(nn.Module):

@@ -1,6 +1,6 @@
 """Parameters and FLOPs of any module, measured by PyTorch's own counter.
 
-The convention of ``rksearch.count`` and the paper's tables: FLOPs are 2 x multiply-accumulates
+The convention of ``rksearch.arch.count`` and the paper's tables: FLOPs are 2 x multiply-accumulates
 of convolutions and matrix products for one image. Baselines have no analytic count, so they are
 measured; building them on the meta device makes that free of memory and arithmetic.
 """
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..count import Counts
+from rksearch.arch.count import Counts
 
 
 def count_module(model: nn.Module, input_size: int, in_channels: int = 3) -> Counts:

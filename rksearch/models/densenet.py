@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .layers import Postprocessor, Transition, Unit, init_weights, make_stem
+from rksearch.models.layers import Postprocessor, Transition, Unit, init_weights, make_stem
 
 if TYPE_CHECKING:
-    from ..baselines import DenseNetSpec
+    from rksearch.arch.baselines import DenseNetSpec
 
 
 class DenseBlock(nn.Module):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .concat_bn import bn_momentum, concat_batch_norm
+from rksearch.models.concat_bn import bn_momentum, concat_batch_norm
 
 WIDE_CHUNK = 64
 

@@ -5,9 +5,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..spec import PeriodSpec, RKNetSpec
-from .layers import Postprocessor, Transition, init_weights, make_stem, set_impl
-from .steps import ERKStep, IRKStep
+from rksearch.arch.rknet import PeriodSpec, RKNetSpec
+from rksearch.models.layers import Postprocessor, Transition, init_weights, make_stem, set_impl
+from rksearch.models.steps import ERKStep, IRKStep
 
 
 def make_step(p: PeriodSpec, bottleneck: bool, dropout: float) -> nn.Module:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import Impl, Unit, bn_relu_conv
+from rksearch.models.layers import Impl, Unit, bn_relu_conv
 
 
 def _sum(xs: list[Tensor]) -> Tensor:

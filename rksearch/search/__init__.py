@@ -1,0 +1,1 @@
+"""The search: driver, Optuna/Ray searcher, trial function, liveness, calibration, replay."""

@@ -1,0 +1,1 @@
+"""The search-space DSL: parsing, configuration, domains, candidate enumeration, overrides."""

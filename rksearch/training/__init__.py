@@ -1,0 +1,1 @@
+"""One trainer and one training step, used by train, the proxy, calibrate and bench."""
