@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 import yaml
 
-from rksearch.arch.count import count
+from rksearch.models.registry import count
 from rksearch.analysis.pareto import hypervolume
 from rksearch.proxies.prescreen import enqueue_prescreened, param_key
 from rksearch.search.driver import default_storage, open_storage, run_search

@@ -1,29 +1,41 @@
 """rksearch: neural architecture search over Runge-Kutta CNNs (ERKNets and IRKNets).
 
-The public names load on first use (PEP 562), so ``import rksearch`` costs nothing: ``rksearch
---help`` starts without numpy and pydantic, ``describe`` and ``space`` without torch (only
-``build_model`` and ``create_model`` need it).
+The public API, in the order of a search: ``load_space`` a YAML space, ``run_search`` it,
+``load_study`` the result, take its Pareto ``front`` and ``export`` the chosen spec; ``parse_name``,
+``load_spec``, ``build_model`` and ``count`` for single networks. The names load on first use
+(PEP 562), so ``import rksearch`` costs nothing: ``rksearch --help`` starts without numpy and
+pydantic, ``describe`` and ``space`` without torch (only building a model needs it).
 """
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them
-    from rksearch.arch.count import Counts, count
+    from rksearch.analysis.export import export
+    from rksearch.analysis.pareto import front
+    from rksearch.analysis.study import load_study
+    from rksearch.arch.count import Counts
+    from rksearch.arch.resolve import save_spec
+    from rksearch.arch.rknet import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec
     from rksearch.core.errors import RKSearchError
-    from rksearch.models import build_model, create_model
-    from rksearch.arch.rknet import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec, save_spec
+    from rksearch.models.registry import build_model, count, create_model
+    from rksearch.search.driver import run_search
+    from rksearch.space.search_space import SearchSpace, load_space
 
 __version__ = "0.1.0"
 
 _API = {
-    "Counts": "rksearch.arch.count", "count": "rksearch.arch.count", "RKSearchError": "rksearch.core.errors",
-    "build_model": "rksearch.models", "create_model": "rksearch.models",
-    "PeriodSpec": "rksearch.arch.rknet", "RKNetSpec": "rksearch.arch.rknet", "load_spec": "rksearch.arch.rknet",
-    "parse_name": "rksearch.arch.rknet", "resolve_spec": "rksearch.arch.rknet", "save_spec": "rksearch.arch.rknet",
+    # a search, start to end
+    "load_space": "rksearch.space.search_space", "SearchSpace": "rksearch.space.search_space",
+    "run_search": "rksearch.search.driver",
+    "load_study": "rksearch.analysis.study", "front": "rksearch.analysis.pareto", "export": "rksearch.analysis.export",
+    # single networks
+    "RKNetSpec": "rksearch.arch.rknet", "PeriodSpec": "rksearch.arch.rknet", "parse_name": "rksearch.arch.rknet",
+    "load_spec": "rksearch.arch.rknet", "resolve_spec": "rksearch.arch.rknet", "save_spec": "rksearch.arch.resolve",
+    "build_model": "rksearch.models.registry", "create_model": "rksearch.models.registry",
+    "count": "rksearch.models.registry", "Counts": "rksearch.arch.count",
+    "RKSearchError": "rksearch.core.errors",
 }
 __all__ = sorted(_API)
 
@@ -38,16 +50,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_API})
-
-
-class _Package(types.ModuleType):
-    """``rksearch.arch.count`` stays the function: importing the submodule of that name (which Python
-    then binds on the package) must not replace it, as the eager root never let it."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -9,7 +9,8 @@ import torch
 import torchvision
 
 from rksearch import RKSearchError, build_model, count, parse_name, save_spec
-from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec, baseline_spec, load_any_spec
+from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec, baseline_spec
+from rksearch.arch.resolve import load_any_spec
 from rksearch.models.cliquenet import CliqueBlock
 from rksearch.models.counter import count_built, count_module
 from rksearch.models.densenet import DenseBlock
@@ -41,7 +42,7 @@ def _matches(ours: float, printed: str) -> bool:
 
 @pytest.mark.parametrize("name, mparams, gflops", PUBLISHED)
 def test_published_counts(name: str, mparams: str, gflops: str | None) -> None:
-    c = baseline_spec(name).count()
+    c = count(baseline_spec(name))
     assert _matches(c.params / 1e6, mparams), (name, c.params)
     assert gflops is None or _matches(c.flops / 1e9, gflops), (name, c.flops)
 
@@ -67,8 +68,8 @@ def test_torchvision_densenet121() -> None:
     """Same parameter count, same FLOPs and, with torchvision's weights, the same function."""
     spec = baseline_spec("densenet121")
     theirs = torchvision.models.densenet121(weights=None)
-    assert spec.count().params == sum(p.numel() for p in theirs.parameters()) == 7_978_856
-    assert spec.count() == count_built(lambda: torchvision.models.densenet121(weights=None), 224)
+    assert count(spec).params == sum(p.numel() for p in theirs.parameters()) == 7_978_856
+    assert count(spec) == count_built(lambda: torchvision.models.densenet121(weights=None), 224)
 
     for m in theirs.modules():  # BN at identity would hide a swapped statistic
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -76,7 +77,7 @@ def test_torchvision_densenet121() -> None:
             m.bias.data.normal_()
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 1.5)
-    ours = spec.build()
+    ours = build_model(spec)
     ours.load_state_dict({_tv_key(k): v for k, v in theirs.state_dict().items()})
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -134,14 +135,14 @@ SMALL = [
 @pytest.mark.parametrize("data", SMALL, ids=lambda d: BaselineSpec.from_dict(d).name)
 def test_forward_backward(data: dict) -> None:
     spec = BaselineSpec.from_dict(data)
-    model = spec.build()
+    model = build_model(spec)
     x = torch.randn(3, 3, spec.input_size, spec.input_size, requires_grad=True)
     out = model(x)
     assert out.shape == (3, spec.num_classes)
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.grad is not None for p in model.parameters())
-    assert count_module(model, spec.input_size) == spec.count()  # real tensors and meta agree
+    assert count_module(model, spec.input_size) == count(spec)  # real tensors and meta agree
 
 
 def test_cliquenet_structure() -> None:
@@ -149,7 +150,7 @@ def test_cliquenet_structure() -> None:
     spec = baseline_spec("cliquenet-t12-k36")
     assert spec.block_inputs() == [64, 144, 144]
     assert spec.pooled() == [(208, 208), (288, 288), (288, 288)]
-    model = spec.build()
+    model = build_model(spec)
     assert [b.weights[0].shape[1] for b in model.blocks] == [64 + 3 * 36, 144 + 3 * 36, 144 + 3 * 36]
     assert model.classifier.in_features == 784
     assert baseline_spec("cliquenet-t12-k36-c").pooled() == [(208, 104), (288, 144), (288, 144)]

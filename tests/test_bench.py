@@ -58,7 +58,7 @@ def test_a_baseline() -> None:
     for name, impl in (("densenet-bc-10-k4", "concat"), ("cliquenet-t6-k4", "per-connection")):
         out = run_bench(name, impl=impl, baseline="none", options=opts, input_size=8)
         spec = baseline_spec(name, input_size=8)
-        assert out["name"] == spec.name and out["forward_flops"] == spec.count().flops and out["images_per_s"] > 0
+        assert out["name"] == spec.name and out["forward_flops"] == count(spec).flops and out["images_per_s"] > 0
     with pytest.raises(RKSearchError, match="applies to RKNets only"):
         candidate("densenet-bc-10-k4", m=2)
 

@@ -22,7 +22,7 @@ def test_densenet121_is_the_table3_family() -> None:
         (64, 6, 256), (128, 12, 512), (256, 24, 1024), (512, 16, 1024)]
     after = count(c.target)  # Table 3: 5.20 GFLOPs, 6.95 M params
     assert (round(after.flops / 1e9, 2), round(after.params / 1e6, 2)) == (5.20, 6.95)
-    assert c.source.count().params == 7_978_856
+    assert count(c.source).params == 7_978_856
 
 
 @pytest.mark.parametrize("name, blocks, rknet, m3", [
@@ -63,7 +63,7 @@ def test_converted_densenet_keeps_each_block_s_layers() -> None:
     source = BaselineSpec.from_dict({"baseline": "densenet", "block_config": [4, 6], "growth_rate": 4})
     c = convert(source)
     assert c.target == parse_name("ERKNet-2x1_2x1-B", growth_rate=4, m=[2, 3], multiscale=False)
-    dense, rk = source.build(), build_model(c.target)
+    dense, rk = build_model(source), build_model(c.target)
     blocks = [m for m in dense.features if hasattr(m, "units")]
     for block, period in zip(blocks, rk.periods):
         assert [p.shape for p in block.parameters()] == [p.shape for p in period[0].parameters()]

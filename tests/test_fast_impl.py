@@ -128,7 +128,7 @@ def test_baselines_share_the_impls(name: str, impl: dict) -> None:
     from rksearch.models.layers import set_impl
 
     torch.manual_seed(0)
-    fast = set_impl(baseline_spec(name).build().double().to(memory_format=CL), **impl)
+    fast = set_impl(build_model(baseline_spec(name)).double().to(memory_format=CL), **impl)
     ref = set_impl(copy.deepcopy(fast).to(memory_format=torch.contiguous_format), per_connection=True)
     assert any(getattr(getattr(m, "impl", None), "per_connection", False) for m in ref.modules())
     x = torch.randn(3, 3, 16, 16, dtype=torch.float64)

@@ -244,10 +244,10 @@ def test_a_zip_bomb_is_refused_before_it_expands(tmp_path, images):
 
 
 def test_a_zip_member_beyond_the_size_cap_is_refused(tmp_path, images, monkeypatch):
-    from rksearch.data import imagefolder
+    from rksearch.data import store
 
     path = write_zip(tmp_path / "big.zip", layout(images))  # stored: no compression ratio to see
-    monkeypatch.setattr(imagefolder, "MAX_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(store, "MAX_MEMBER_BYTES", 1000)
     assert f"{path}:train/cat/0.bmp: expands to 3,126 bytes" in data_error(path)
 
 

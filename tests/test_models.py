@@ -160,12 +160,12 @@ def test_the_api_takes_baselines(tmp_path) -> None:
     """What the CLI trains by name or file, the Python API builds and counts."""
     spec = baseline_spec("densenet-bc-100")
     model = build_model(spec)
-    assert count(spec).params == sum(p.numel() for p in model.parameters()) == spec.count().params
+    assert count(spec).params == sum(p.numel() for p in model.parameters()) == count(spec).params
     assert type(create_model("densenet-bc-100")) is type(model) is type(create_model(spec))
     assert create_model("densenet-bc-100", num_classes=3)(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     save_spec(baseline_spec("cliquenet-t12-k36"), tmp_path / "base.yaml")
     assert create_model(tmp_path / "base.yaml").__class__.__name__ == "CliqueNet"
-    with pytest.raises(RKSearchError, match="a baseline spec, not an RKNet spec: read it with rksearch.arch.baselines.load_any_spec"):
+    with pytest.raises(RKSearchError, match="a baseline spec, not an RKNet spec: read it with rksearch.arch.resolve.load_any_spec"):
         load_spec(tmp_path / "base.yaml")
     with pytest.raises(RKSearchError, match="applies to RKNets only"):
         create_model("densenet-bc-100", m=2)

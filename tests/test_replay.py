@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.pareto import hypervolume_history
 from rksearch.search.replay import check_replayable, load_table
@@ -58,7 +59,7 @@ def write_table(folder: Path, space_path: Path, *, drop: int = 0, epochs: int = 
         if i < drop:
             continue
         spec = space.spec_from_params(params)
-        c = spec.count()
+        c = count(spec)
         for seed in (0, 1):
             for e in range(1, epochs + 1):
                 rows.append({"name": spec.name, "seed": seed, "epoch": e, "val_acc": accuracy(c.flops, e, seed),

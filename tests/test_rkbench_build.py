@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rksearch.models.registry import count
 from rksearch.space.search_space import load_space
 from rksearch.arch.rknet import parse_name
 
@@ -109,7 +110,7 @@ def test_tiny_build_then_resume_retrains_nothing_finished(tmp_path, ray_cluster,
         assert 0 < secs[0] < secs[1]  # cumulative
         spec = specs[name]
         assert parse_name(name, growth_rate=int(curve[0]["growth_rate"])) == spec  # the name is the spec
-        c = spec.count()
+        c = count(spec)
         assert {(int(r["flops"]), int(r["params"])) for r in curve} == {(c.flops, c.params)}
     assert out.stat().st_size < 5_000_000
     assert not list(tmp_path.glob("*.tmp"))

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from rksearch.arch.baselines import DenseNetSpec, any_spec_from_dict, baseline_spec, load_any_spec
+from rksearch.models.registry import count
+from rksearch.arch.baselines import DenseNetSpec, baseline_spec
+from rksearch.arch.resolve import any_spec_from_dict, load_any_spec
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.export import export, pick
 from rksearch.analysis.pareto import front
@@ -111,7 +113,7 @@ def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = No
     for i in range(n):
         config = searcher.suggest(f"t{i}")
         label = config.get("baseline")
-        c = any_spec_from_dict(config["spec"]).count()
+        c = count(any_spec_from_dict(config["spec"]))
         measured = {"accuracy": 0.3 + 0.4 * rng.random(), "flops": c.flops, "params": c.params, "epochs": 3,
                     "final": True}
         result = (results or {}).get(label, {**measured, "accuracy": 0.99}) if label else measured
@@ -140,7 +142,7 @@ def test_baselines_are_trials_the_sampler_never_sees(tmp_path: Path, sampler: st
         assert (t.state, ua["kind"], ua["baseline"], ua["outcome"]) == (optuna.trial.TrialState.COMPLETE, "baseline",
                                                                          b.label, "trained")
         assert any_spec_from_dict(yaml.safe_load(ua["spec"])) == b.spec
-        assert (ua["flops"], ua["params"]) == (b.spec.count().flops, b.spec.count().params)
+        assert (ua["flops"], ua["params"]) == (count(b.spec).flops, count(b.spec).params)
         assert t.params == {} and t.values[0] == 0.99
     searched = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(searched) >= 10 and all("kind" not in t.user_attrs and t.params for t in study.trials)
@@ -238,8 +240,8 @@ def test_proxy_trains_a_narrower_baseline_and_reports_the_full_costs() -> None:
     spec = baseline_spec("densenet-bc-16-k8")
     cfg = ProxyConfig(train_subset=64, val_size=32, epochs=1, batch_size=32, width=0.5, device="cpu")
     r = proxy_evaluate(spec, cfg)
-    assert (r["flops"], r["params"]) == (spec.count().flops, spec.count().params)
-    assert (r["trained_flops"], r["trained_params"]) == (spec.scaled(0.5).count().flops, spec.scaled(0.5).count().params)
+    assert (r["flops"], r["params"]) == (count(spec).flops, count(spec).params)
+    assert (r["trained_flops"], r["trained_params"]) == (count(spec.scaled(0.5)).flops, count(spec.scaled(0.5)).params)
     assert 0.0 <= r["accuracy"] <= 1.0
 
 
@@ -289,7 +291,7 @@ def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Pa
     study = optuna.create_study(study_name="demo", storage=rdb, directions=["maximize", "minimize"])
     for k, v in {"objectives": ["accuracy", "flops"], "proxy": space.proxy.model_dump()}.items():
         study.set_user_attr(k, v)
-    study.add_trial(optuna.trial.create_trial(values=[0.5, spec.count().flops], user_attrs={
+    study.add_trial(optuna.trial.create_trial(values=[0.5, count(spec).flops], user_attrs={
         "kind": "baseline", "baseline": spec.name, "spec": spec.to_yaml(), "name": spec.name, "outcome": "trained"}))
     with pytest.raises(RKSearchError, match="holds its baselines among the searched trials"):
         check_continuable(rdb, space)

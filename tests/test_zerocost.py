@@ -11,7 +11,7 @@ from torch import nn
 
 from rksearch.cli import main
 from rksearch.cli.zc import _DEFAULT_SCORES
-from rksearch.arch.count import count
+from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
 from rksearch.models import build_model
 from rksearch.training.proxy import ProxyConfig

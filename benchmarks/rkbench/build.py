@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script from a checkout: the package beside it
     sys.path.insert(0, str(ROOT))
 
+from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError  # noqa: E402
 
 MAX_SPECS = 20_000
@@ -136,7 +137,7 @@ def load_jobs(space_path: Path, seeds: int, max_specs: int) -> tuple[Any, list[J
                             "growth_rate and m to one value", source=space_path, field="periods.growth_rate")
     order = list(range(len(specs)))
     random.Random(ORDER_SEED).shuffle(order)
-    counts = [spec.count() for _, spec in specs]
+    counts = [count(spec) for _, spec in specs]
     jobs = []
     for seed in range(seeds):
         for i in order:

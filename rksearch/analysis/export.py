@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from rksearch.storage.baseline_study import BASELINE, SEARCH
-from rksearch.arch.baselines import AnySpec
+from rksearch.arch.resolve import AnySpec
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.pareto import front
-from rksearch.arch.rknet import save_spec
+from rksearch.arch.resolve import save_spec
 from rksearch.analysis.study import Study, load_study
 
 PICKS = ("knee", "best-accuracy", "min-flops", "trial:N", "baseline:N")

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import pandas as pd
 
 from rksearch.storage.baseline_study import BASELINE, KIND, SEARCH, baselines_name, is_baseline, is_baselines_name
-from rksearch.arch.baselines import AnySpec, any_spec_from_dict
+from rksearch.arch.resolve import AnySpec, any_spec_from_dict
 from rksearch.core.errors import RKSearchError
 from rksearch.arch.rknet import RKNetSpec, parse_yaml
 

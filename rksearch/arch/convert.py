@@ -8,11 +8,13 @@ its input width and the transitions and postprocessor shrink accordingly.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec
-from rksearch.arch.count import count
+from rksearch.arch.count import Counts
+from rksearch.arch.resolve import AnySpec
 from rksearch.core.errors import RKSearchError
 from rksearch.arch.rknet import PeriodSpec, RKNetSpec
 
@@ -42,8 +44,10 @@ class Conversion:
     blocks: tuple[BlockMap, ...]
     changes: tuple[str, ...]  # what the rules changed, one sentence each
 
-    def to_dict(self) -> dict[str, Any]:
-        before, after = self.source.count(), count(self.target)
+    def to_dict(self, counts: Callable[[AnySpec], Counts]) -> dict[str, Any]:
+        """The conversion as JSON-ready data; ``counts`` is :func:`rksearch.models.count` (a
+        baseline is counted by measuring its built model, which this torch-free layer cannot)."""
+        before, after = counts(self.source), counts(self.target)
         return {
             "source": {"name": self.source.name, "params": before.params, "flops": before.flops,
                        "spec": self.source.to_dict()},

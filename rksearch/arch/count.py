@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
-
 from rksearch.arch.rknet import PeriodSpec, RKNetSpec
-
-if TYPE_CHECKING:
-    from rksearch.arch.baselines import AnySpec
 
 
 @dataclass(frozen=True)
@@ -74,13 +69,9 @@ def _step_cost(p: PeriodSpec, bottleneck: bool) -> tuple[int, int]:
     return params, macs
 
 
-def count(spec: "AnySpec") -> Counts:
-    """Trainable parameters and FLOPs of ``build_model(spec)``; a baseline spec counts itself."""
-    return _rknet_count(spec) if isinstance(spec, RKNetSpec) else spec.count()
-
-
 @lru_cache(maxsize=65536)
-def _rknet_count(spec: RKNetSpec) -> Counts:
+def rknet_count(spec: RKNetSpec) -> Counts:
+    """Trainable parameters and FLOPs of ``build_model(spec)``, from the formulas above."""
     widths = [p.width for p in spec.periods]
     sizes = spec.resolutions()
     if spec.stem == "cifar":

@@ -12,20 +12,13 @@ import numbers
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rksearch.core.errors import RKSearchError, from_validation_error
-from rksearch.core.files import write_text
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from rksearch.arch.baselines import BaselineSpec
-    from rksearch.arch.count import Counts
 
 FORMAT_VERSION = 1
 
@@ -125,18 +118,6 @@ class RKNetSpec(_Frozen):
         flags = ("A" if self.attention else "") + ("B" if self.bottleneck else "")
         return f"{prefix}-{body}" + (f"-{flags}" if flags else "")
 
-    def build(self) -> "nn.Module":
-        """The PyTorch module (``build_model``); baseline specs offer the same method."""
-        from rksearch.models.rknet import RKNet
-
-        return RKNet(self)
-
-    def count(self) -> "Counts":
-        """Analytic params and FLOPs (:func:`rksearch.arch.count.count`); baseline specs offer the same method."""
-        from rksearch.arch.count import _rknet_count
-
-        return _rknet_count(self)
-
     # -- derived specs ---------------------------------------------------------------------
 
     def replace(self, **changes: Any) -> "RKNetSpec":
@@ -180,7 +161,7 @@ class RKNetSpec(_Frozen):
                 f"expected a mapping with keys rknet, stem, ..., periods; got {type(data).__name__}", source=source
             )
         if "baseline" in data:
-            raise RKSearchError("a baseline spec, not an RKNet spec: read it with rksearch.arch.baselines.load_any_spec "
+            raise RKSearchError("a baseline spec, not an RKNet spec: read it with rksearch.arch.resolve.load_any_spec "
                                 "(create_model and rksearch train take the file as it is)", source=source, field="baseline")
         if "rknet" not in data and source is not None:
             raise RKSearchError("not an RKNet spec (no 'rknet: 1' key)", source=source, field="rknet")
@@ -299,12 +280,6 @@ def load_spec(path: str | Path) -> RKNetSpec:
     if str(path).endswith(".json"):
         return RKNetSpec.from_json(text, source=path)
     return RKNetSpec.from_yaml(text, source=path)
-
-
-def save_spec(spec: "RKNetSpec | BaselineSpec", path: str | Path, header: str = "") -> None:
-    """Write atomically, so an interrupted write never leaves half a spec behind."""
-    p = Path(path)
-    write_text(p, spec.to_json(indent=2) + "\n" if p.suffix == ".json" else spec.to_yaml(header))
 
 
 # -- the name grammar ------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def convert(
 ) -> None:
     """Convert a DenseNet to an ERKNet or a CliqueNet to an IRKNet (Section 3.3) and show what changed."""
     from rksearch.arch.convert import convert as convert_spec
-    from rksearch.arch.rknet import save_spec
+    from rksearch.models.registry import count
+    from rksearch.arch.resolve import save_spec
 
     configs = ints(block_config, "--block-config")
     fields: dict[str, Any] = {
@@ -49,7 +50,7 @@ def convert(
         conversion = convert_spec(_source(network, given))
     except RKSearchError as e:  # a field the user gave is named as its option; one the name implies is not
         raise as_option(e, {f: o for f, o in OPTIONS.items() if f in given}) from None
-    info = conversion.to_dict()
+    info = conversion.to_dict(count)
     if output is not None:
         header = f"{conversion.target.name}: converted from {conversion.source.name} by rksearch convert"
         try:
@@ -70,7 +71,8 @@ OPTIONS = {"growth_rate": "-k", "T": "--T", "blocks": "--blocks", "init_channels
 
 def _source(network: str, fields: dict[str, Any]) -> "BaselineSpec":
     """A baseline name, or a baseline spec file, with ``fields`` changed."""
-    from rksearch.arch.baselines import BaselineSpec, baseline_spec, load_any_spec
+    from rksearch.arch.baselines import BaselineSpec, baseline_spec
+    from rksearch.arch.resolve import load_any_spec
 
     if not network.endswith((".yaml", ".yml", ".json")) and not Path(network).is_file():
         return baseline_spec(network, **fields)

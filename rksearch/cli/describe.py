@@ -27,7 +27,7 @@ def describe(
     """Name, parameters, FLOPs and per-period layout of an RKNet (or the size of a DenseNet/CliqueNet baseline)."""
     from rksearch.models.describe import describe as describe_spec
     from rksearch.models.describe import render
-    from rksearch.arch.baselines import resolve_network
+    from rksearch.arch.resolve import resolve_network
 
     fields = {
         "growth_rate": ints(growth_rate, "--growth-rate"),

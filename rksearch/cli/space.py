@@ -17,7 +17,7 @@ def _per_period(values: list[Any]) -> str:
 
 def _summary(path: Path, n: int, seed: int, sets: Optional[list[str]] = None, data_root: Optional[Path] = None,
              dataset: Optional[str] = None) -> dict[str, Any]:
-    from rksearch.arch.count import count
+    from rksearch.models.registry import count
 
     space = load_space_with(path, sets, data_root, dataset)
     rng = random.Random(seed)
@@ -52,7 +52,9 @@ def _summary(path: Path, n: int, seed: int, sets: Optional[list[str]] = None, da
 
 
 def _baseline(label: str, spec) -> dict[str, Any]:
-    c = spec.count()
+    from rksearch.models.registry import count
+
+    c = count(spec)
     return {"label": label, "name": spec.name, "flops": c.flops, "params": c.params, "spec": spec.to_dict()}
 
 

@@ -51,7 +51,7 @@ def train(
 
     from rksearch.data import DataOptions, load_splits
     from rksearch.core.errors import RKSearchError, from_validation_error
-    from rksearch.arch.baselines import resolve_any_spec
+    from rksearch.arch.resolve import resolve_any_spec
     from rksearch.training.train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
     from rksearch.training.train import train as train_spec
 

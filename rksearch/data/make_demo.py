@@ -16,7 +16,8 @@ import zipfile
 
 import torch
 
-from rksearch.data.imagefolder import ImageStore, find_layout
+from rksearch.data.imagefolder import find_layout
+from rksearch.data.store import ImageStore
 from rksearch.data.sources import DEMO_FILE
 
 PER_CLASS = {"train": 200, "test": 50}

@@ -15,7 +15,7 @@ from torch import Tensor
 from rksearch.core.errors import RKSearchError
 
 if TYPE_CHECKING:
-    from rksearch.data.imagefolder import ImageStore
+    from rksearch.data.store import ImageStore
 
 Style = Literal["cifar", "plain", "imagenet"]
 """cifar: pad-4 random crop + flip; plain: no augmentation (SVHN); imagenet: random-resized crop."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rksearch.arch.baselines import AnySpec, BaselineSpec
-from rksearch.arch.count import count
-from rksearch.arch.rknet import RKNetSpec
+from rksearch.arch.baselines import BaselineSpec
+from rksearch.arch.resolve import AnySpec
+from rksearch.models.registry import count
 
 
 def describe(spec: AnySpec) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def describe(spec: AnySpec) -> dict[str, Any]:
 
 def _describe_baseline(spec: BaselineSpec) -> dict[str, Any]:
     """A DenseNet or CliqueNet counted by the same counter; its blocks instead of periods."""
-    c = spec.count()
+    c = count(spec)
     return {
         "name": spec.name, "params": c.params, "flops": c.flops, "baseline": spec.baseline, "stem": spec.stem,
         "input_size": spec.input_size, "num_classes": spec.num_classes, "choices": spec.choices(),

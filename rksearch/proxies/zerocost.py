@@ -15,7 +15,7 @@ what the literature means by them:
   kernel K = c c^T + (1 - c)(1 - c)^T summed over all ReLUs, score = log|det K|.
 - ``grad_norm``: sum over weight tensors of ||dL/dw||_2, L the cross-entropy of one batch.
 - ``snip`` (Lee et al. 2019): sum |dL/dw * w|.
-- ``flops``, ``params``: the analytic counts of :func:`rksearch.arch.count.count`, the baselines a
+- ``flops``, ``params``: the analytic counts of :func:`rksearch.models.registry.count`, the baselines a
   score has to beat before it is worth anything.
 
 "Weights" are the tensors of convolutions and fully connected layers (2-D and 4-D parameters),
@@ -46,9 +46,9 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from rksearch.arch.count import count
+from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
-from rksearch.models import build_model
+from rksearch.models.registry import build_model
 from rksearch.training.proxy import ProxyConfig
 from rksearch.arch.rknet import RKNetSpec
 

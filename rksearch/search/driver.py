@@ -30,8 +30,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
+from rksearch.models.registry import build_model, count
 from rksearch.storage.baseline_study import BASELINE, SEARCH, baselines_name, baselines_study, is_baseline, start_baseline_trial, trained_baselines
-from rksearch.arch.baselines import AnySpec, any_spec_from_dict
+from rksearch.arch.resolve import AnySpec, any_spec_from_dict
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_text
 from rksearch.proxies.prescreen import enqueue_prescreened
@@ -40,7 +41,6 @@ from rksearch.training.proxy import ProxyConfig, threads_warning
 from rksearch.space.search_space import SearchSpace
 from rksearch.space.parse import Baseline
 from rksearch.core.stopping import raise_if_swallowed, shielded, terminated
-from rksearch.arch.rknet import RKNetSpec
 from rksearch.analysis.study import STORAGE_FILE, absolute_url, shown_url, sqlite_path, storage_error, storage_of
 
 MAXIMIZE = {"accuracy", "throughput"}
@@ -271,7 +271,7 @@ class RKSearcher(Searcher):
             ot_trial = self.study.ask()
             ot_trial.set_user_attr("driver", self.driver)  # at once: another driver starting fails unclaimed trials
             spec = self.space.suggest(ot_trial)
-            c = spec.count()
+            c = count(spec)
             key = spec_key(spec)
             for k, v in {"spec": spec.to_yaml(), "spec_key": key, "name": spec.name, "flops": c.flops,
                          "params": c.params}.items():
@@ -330,7 +330,7 @@ class RKSearcher(Searcher):
         spec, key = baseline.spec, spec_key(baseline.spec)
         if key in self._baselines_taken:
             return None
-        c = spec.count()
+        c = count(spec)
         ot_trial = start_baseline_trial(self.baselines_study, {
             "driver": self.driver, BASELINE: baseline.label, "spec": spec.to_yaml(), "spec_key": key,
             "name": baseline.label, "flops": c.flops, "params": c.params})
@@ -420,7 +420,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
     spec = any_spec_from_dict(config["spec"])
     proxy = ProxyConfig.model_validate(config["proxy"])
-    c = spec.count()
+    c = count(spec)
     static = {"flops": c.flops, "params": c.params, "hostname": socket.gethostname(),
               "node": ray.get_runtime_context().get_node_id()}
     fault = _fault(config["trial_number"])
@@ -499,7 +499,7 @@ def measure_latency_ms(spec: AnySpec, device: str = "auto", repeats: int = 10) -
     import torch
 
     dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model = spec.build().to(dev).eval()
+    model = build_model(spec).to(dev).eval()
     x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size, device=dev)
     times = []
     with torch.inference_mode():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rksearch.models.registry import build_model, count
 from rksearch.space.search_space import SearchSpace
 
 SIZES = {"demo": 2000, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257}  # training images before the split
@@ -109,7 +110,7 @@ def estimate(space: SearchSpace, *, trials: int | None = None, samples: int = 30
 
     rng = random.Random(seed)
     specs = sorted((s for s in (space.sample(rng) for _ in range(samples)) if space.feasible(s)),
-                   key=lambda s: s.count().flops)
+                   key=lambda s: count(s).flops)
     if not specs:
         specs = [space.sample(rng)]
     device = resolve_device(space.proxy.device, "proxy.device").type
@@ -131,13 +132,13 @@ def estimate(space: SearchSpace, *, trials: int | None = None, samples: int = 30
             entry = f"{key}|{spec.to_json()}"
             if entry not in cache:
                 small = spec.scaled(space.proxy.width)
-                c = small.count()
-                candidate = Candidate(spec.name, small.build(), (small.in_channels, small.input_size, small.input_size),
+                c = count(small)
+                candidate = Candidate(spec.name, build_model(small), (small.in_channels, small.input_size, small.input_size),
                                       small.num_classes, c.flops, c.params)
                 [m] = measure([candidate], BenchOptions(device=device, batch_size=space.proxy.batch_size,
                                                         channels_last=device == "cuda", repeats=3, steps=2))
                 cache[entry] = m.images_per_s
-            timed.append(Timed(role, spec.name, spec.count().flops, float(cache[entry]), spec))
+            timed.append(Timed(role, spec.name, count(spec).flops, float(cache[entry]), spec))
     finally:
         torch.set_num_threads(before)
     try:

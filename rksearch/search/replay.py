@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
 
 COLUMNS = ("name", "seed", "epoch", "val_acc", "seconds", "flops", "params")
@@ -146,7 +147,7 @@ def check_replayable(space: Any, table: Table, *, limit: int = 100_000) -> None:
         if any(v > 0 for v in space.violations(spec)):
             continue
         feasible += 1
-        c = spec.count()
+        c = count(spec)
         why = table.check_spec(spec.name, c.flops, c.params)
         if why is not None:
             (missing if spec.name not in table.counts else wrong).append(spec.name if spec.name not in table.counts else why)

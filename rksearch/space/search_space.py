@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from rksearch.arch.count import count
+from rksearch.models.registry import count
 from rksearch.space.domain import Checker, Domain
 from rksearch.core.errors import RKSearchError, from_validation_error
 from rksearch.space.overrides import apply_overrides, blame

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rksearch.models.registry import build_model, count
 from rksearch.training import cudagraph
 from rksearch.core.errors import RKSearchError
 from rksearch.training.memory import MemoryProbe
@@ -131,13 +132,13 @@ def candidate(name_or_spec: str, growth_rate: Any = None, impl: str = "concat", 
         if impl != "concat":
             raise RKSearchError(f"{impl} applies to RKNets only, not to resnet18", field="--impl")
         return resnet18_candidate()
-    from rksearch.arch.baselines import resolve_network
+    from rksearch.arch.resolve import resolve_network
     from rksearch.models.layers import set_impl
     from rksearch.arch.rknet import RKNetSpec
 
     spec = resolve_network(name_or_spec, growth_rate=growth_rate, **fields)
-    model = set_impl(spec.build(), **IMPLS[impl])
-    c = spec.count()
+    model = set_impl(build_model(spec), **IMPLS[impl])
+    c = count(spec)
     label = spec.name  # a baseline's name says its growth rate
     if isinstance(spec, RKNetSpec):
         label += f" k={','.join(sorted({str(p.growth_rate) for p in spec.periods}))}"

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rksearch.models.registry import count
 from rksearch.training.config import DATASET_NAMES, check_graphable
 
 if TYPE_CHECKING:  # the config loads with a space, without torch; the training imports it
-    from rksearch.arch.baselines import AnySpec
+    from rksearch.arch.resolve import AnySpec
     from rksearch.data import Dataset
 
 
@@ -144,7 +145,7 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
                 "elapsed": m.seconds})
 
     result = fit(trained, splits, train_cfg, on_epoch=on_epoch if report else None)
-    full, small = spec.count(), trained.count()
+    full, small = count(spec), count(trained)
     last = result.history[-1]
     return {
         "accuracy": last.val_accuracy, "val_loss": last.val_loss, "train_loss": last.train_loss,

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from rksearch.models.registry import build_model, count
 from rksearch.training import cudagraph
-from rksearch.arch.baselines import AnySpec, any_spec_from_dict
+from rksearch.arch.resolve import AnySpec, any_spec_from_dict
 from rksearch.data import DataOptions, Loader, LoaderMode, Split, Splits, make_loader, pad_batch, pipeline
 from rksearch.data.splits import Dataset, Style
 from rksearch.core.errors import RKSearchError
-from rksearch.arch.rknet import save_spec
+from rksearch.arch.resolve import save_spec
 from rksearch.training.config import check_graphable
 
 CHECK_EVERY = 50
@@ -160,7 +161,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.manual_seed(cfg.seed)
-        self.model = spec.build().to(self.device)
+        self.model = build_model(spec).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg.compile else self.model
@@ -468,7 +469,7 @@ def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult, tes
              "std": list(ds.std)}
     _write_atomic(out / MODEL, lambda tmp: torch.save(model, tmp))
     save_spec(spec, out / SPEC, header=f"{spec.name}, trained on {ds.name}")
-    c = spec.count()
+    c = count(spec)
     last = result.history[-1]
     summary = {
         "name": spec.name, "dataset": ds.name, "epochs": last.epoch, "test_accuracy": result.test_accuracy,
