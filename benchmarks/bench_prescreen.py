@@ -31,7 +31,9 @@ import yaml
 from rksearch.models.registry import count
 from rksearch.analysis.pareto import hypervolume
 from rksearch.proxies.prescreen import enqueue_prescreened, param_key
-from rksearch.search.driver import default_storage, open_storage, run_search
+from rksearch.search.driver import run_search
+from rksearch.storage.folder import default_storage
+from rksearch.storage.open import open_storage
 from rksearch.space.search_space import SearchSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ import torch
 
 from rksearch import parse_name
 from rksearch.data import DataOptions, Dataset, Splits, TensorSplit, load_dataset, load_splits
-from rksearch.training.train import Trainer, TrainConfig
+from rksearch.training.config import TrainConfig
+from rksearch.training.trainer import Trainer
 
 SPECS = {
     "IRKNet-3x1_3x1_3x1 k=12": parse_name("IRKNet-3x1_3x1_3x1", growth_rate=12),

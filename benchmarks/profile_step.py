@@ -66,15 +66,15 @@ def kernel_times(trainer: Any, steps: int) -> dict[str, tuple[float, int]]:
 
 def profile_rows(cands: list[Any], options: Any, steps: int = 3, top: int = 8) -> list[dict[str, Any]]:
     """One row per candidate: per-category ms per step and its top kernels."""
-    from rksearch.training.bench import _Trainer, _warm_runtime
+    from rksearch.training.bench import StepTimer, warm_runtime
 
     opts = options.resolved()
     device = torch.device(opts.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    _warm_runtime(cands, opts, device)
+    warm_runtime(cands, opts, device)
     rows = []
     for c in cands:
-        t = _Trainer(c, replace(opts, **c.tweaks), device)
+        t = StepTimer(c, replace(opts, **c.tweaks), device)
         for _ in range(max(3, opts.warmup)):
             t.step()
         times = kernel_times(t, steps)

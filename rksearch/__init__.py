@@ -16,8 +16,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from rksearch.analysis.pareto import front
     from rksearch.analysis.study import load_study
     from rksearch.arch.count import Counts
-    from rksearch.arch.resolve import save_spec
-    from rksearch.arch.rknet import PeriodSpec, RKNetSpec, load_spec, parse_name, resolve_spec
+    from rksearch.arch.names import parse_name
+    from rksearch.arch.resolve import load_spec, resolve_spec, save_spec
+    from rksearch.arch.rknet import PeriodSpec, RKNetSpec
     from rksearch.core.errors import RKSearchError
     from rksearch.models.registry import build_model, count, create_model
     from rksearch.search.driver import run_search
@@ -31,8 +32,8 @@ _API = {
     "run_search": "rksearch.search.driver",
     "load_study": "rksearch.analysis.study", "front": "rksearch.analysis.pareto", "export": "rksearch.analysis.export",
     # single networks
-    "RKNetSpec": "rksearch.arch.rknet", "PeriodSpec": "rksearch.arch.rknet", "parse_name": "rksearch.arch.rknet",
-    "load_spec": "rksearch.arch.rknet", "resolve_spec": "rksearch.arch.rknet", "save_spec": "rksearch.arch.resolve",
+    "RKNetSpec": "rksearch.arch.rknet", "PeriodSpec": "rksearch.arch.rknet", "parse_name": "rksearch.arch.names",
+    "load_spec": "rksearch.arch.resolve", "resolve_spec": "rksearch.arch.resolve", "save_spec": "rksearch.arch.resolve",
     "build_model": "rksearch.models.registry", "create_model": "rksearch.models.registry",
     "count": "rksearch.models.registry", "Counts": "rksearch.arch.count",
     "RKSearchError": "rksearch.core.errors",

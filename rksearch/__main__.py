@@ -1,3 +1,4 @@
+"""`python -m rksearch`: the same CLI as the `rksearch` command."""
 from rksearch.cli import main
 
 main()

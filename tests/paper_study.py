@@ -1,7 +1,7 @@
 """A study of ``search_spaces/paper_table1.yaml`` recorded by the search engine's own searcher.
 
 The grid points are enqueued as ``rksearch run`` enqueues them, every trial is proposed and
-recorded by :class:`rksearch.search.driver.RKSearcher` (params, spec, counts, outcome); only the proxy
+recorded by :class:`rksearch.search.searcher.RKSearcher` (params, spec, counts, outcome); only the proxy
 training is replaced by a given error per spec name, so no test trains for real.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from study_factory import storage
 
-from rksearch.arch import count
+from rksearch.models.registry import count
 from rksearch.space.search_space import load_space
 from rksearch.arch.rknet import RKNetSpec
 
@@ -21,7 +21,7 @@ TABLE1_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "paper_ta
 def make_table1_study(root: Path, errors: Mapping[str, float], *, epochs: int = 3) -> Path:
     """The study folder ``root/paper_table1``: the grid in order, trial i with validation error
     ``errors[name]`` (%); names missing from ``errors`` stay unmeasured (a failed trial)."""
-    from rksearch.search.driver import RKSearcher
+    from rksearch.search.searcher import RKSearcher
 
     space = load_space(TABLE1_SPACE)
     path = root / space.name

@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from rksearch import RKNetSpec, count
-from rksearch.analysis.study import OBJECTIVES
+from rksearch.core.objectives import OBJECTIVES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

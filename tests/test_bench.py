@@ -21,15 +21,16 @@ ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # on a shared machine, far 
 torch.set_num_threads(1)
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rksearch", "bench", *args], capture_output=True, text=True,
-                          timeout=300, env=ONE_THREAD)
+@pytest.fixture
+def bench(rksearch_cli):
+    """``rksearch bench ARGS`` in this process (conftest.py), on the one thread set above."""
+    return lambda *args: rksearch_cli("bench", *args)
 
 
-def test_json(tmp_path: Path) -> None:
+def test_json(tmp_path: Path, bench) -> None:
     spec = parse_name("IRKNet-2x1_2x1", growth_rate=4, input_size=8)  # 8 px: a cheap ResNet-18 baseline too
     save_spec(spec, tmp_path / "tiny.yaml")
-    r = run(str(tmp_path / "tiny.yaml"), *TINY[3:], "--json")
+    r = bench(str(tmp_path / "tiny.yaml"), *TINY[3:], "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     for key in ("images_per_s", "peak_memory_bytes", "effective_tflops", "baseline_images_per_s", "ratio",
@@ -44,8 +45,8 @@ def test_json(tmp_path: Path) -> None:
     assert (out["device"], out["batch_size"], out["impl"], out["compile"]) == ("cpu", 2, "concat", False)
 
 
-def test_table_without_baseline() -> None:
-    r = run(*TINY, "--baseline", "none", "--impl", "per-connection")
+def test_table_without_baseline(bench) -> None:
+    r = bench(*TINY, "--baseline", "none", "--impl", "per-connection")
     assert r.returncode == 0, r.stderr
     assert "IRKNet-2x1_2x1 k=4" in r.stdout and "ResNet-18" not in r.stdout and "impl per-connection" in r.stdout
 
@@ -64,8 +65,8 @@ def test_a_baseline() -> None:
 
 
 @NO_CUDA
-def test_cuda_missing() -> None:
-    r = run("IRKNet-2x1_2x1", "--device", "cuda")
+def test_cuda_missing(bench) -> None:
+    r = bench("IRKNet-2x1_2x1", "--device", "cuda")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "CUDA is not available" in r.stderr
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from rksearch.search.calibrate import Budget, job_identity, parse_budgets
+from rksearch.search.calibrate_plan import Budget, job_identity, parse_budgets
 from rksearch.cli import main
 from rksearch.proxies.fidelity import BudgetFidelity, budget_fidelity, noise_tau, recommend
 from rksearch.core.errors import RKSearchError
@@ -146,21 +146,17 @@ def same(reported: float | None, computed: float) -> None:
         assert reported == pytest.approx(computed)
 
 
-def _calibrate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rksearch", "calibrate", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
-
-
 @pytest.mark.slow
-def test_calibrate_end_to_end(tmp_path: Path):
-    """Real Ray, real training: 4 specs x 2 budgets x 2 seeds, one run failing on purpose."""
+def test_calibrate_end_to_end(tmp_path: Path, rksearch_cli, ray_session):
+    """Real Ray (the session's, in this process), real training: 4 specs x 2 budgets x 2 seeds, one
+    run failing on purpose (the driver reads RKSEARCH_INJECT_FAULTS and hands the run its fault)."""
     space_file = tiny_space(tmp_path)
     before = space_file.read_bytes()
     written = tmp_path / "calibrated.yaml"
     args = [str(space_file), "--sample", "4", "--budgets", "1,2", "--seeds", "2", "--threshold", "-1",
             "--scores", "synflow,flops,params", "--out", str(tmp_path / "studies"), "--write-space", str(written),
             "--json"]
-    r = _calibrate(*args, env={"RKSEARCH_INJECT_FAULTS": "raise@0"})
+    r = rksearch_cli("calibrate", *args, env={"RKSEARCH_INJECT_FAULTS": "raise@0"})
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
     assert len(report["specs"]) == 3 and len(report["dropped"]) == 1  # the spec of the failed run is left out
@@ -173,7 +169,7 @@ def test_calibrate_end_to_end(tmp_path: Path):
     assert failed[0].user_attrs["name"] == report["dropped"][0]
 
     # the same command again trains only the failed run
-    r = _calibrate(*args)
+    r = rksearch_cli("calibrate", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout)
     assert (report["runs"], report["reused"]) == (16, 15)

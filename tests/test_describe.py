@@ -2,28 +2,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from rksearch import parse_name, save_spec
-from test_errors import in_process
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    """The installed entry point, in a process of its own."""
-    return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
-def rk(capsys, monkeypatch, tmp_path):
-    """``rksearch ARGS`` through the same entry point, in this process (a second per call saved)."""
-    return lambda *args: in_process(list(args), tmp_path, capsys, monkeypatch)
+def rk(rksearch_cli, tmp_path):
+    """``rksearch ARGS`` through the same entry point, in this process (conftest.py; a cold start saved
+    per call: test_errors.py runs the installed entry point in a process of its own)."""
+    return lambda *args: rksearch_cli(*args, cwd=tmp_path)
 
 
-def test_table() -> None:
-    r = run("describe", "IRKNet-3x1_3x1_3x1", "--growth-rate", "36")
+def test_table(rk) -> None:
+    r = rk("describe", "IRKNet-3x1_3x1_3x1", "--growth-rate", "36")
     assert r.returncode == 0, r.stderr
     assert "IRKNet-3x1_3x1_3x1" in r.stdout and "0.323 M params" in r.stdout and "0.382 GFLOPs" in r.stdout
     assert "32x32" in r.stdout and "8x8" in r.stdout

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rksearch import parse_name, save_spec
-from rksearch.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,35 +114,25 @@ CASES = [
 ]
 
 
-OWN_PROCESS = {("run", "too_many_cpus.yaml"), ("run", "many_gpus.yaml")}
-"""Cases that start Ray to learn the cluster's resources: in a process of their own (which also
-covers the installed entry point); the rest run in this process, a fraction of a second each."""
+NEEDS_RAY = {("run", "too_many_cpus.yaml"), ("run", "many_gpus.yaml")}
+"""Cases refused once Ray tells the cluster's resources: in this process on the session's Ray."""
+OWN_PROCESS = {("run", "too_many_cpus.yaml")}
+"""The installed entry point in a process of its own, a cold start and a Ray of its own (slow):
+exit status 2 and one line from ``python -m rksearch`` itself. The other cases run in this
+process (``rksearch_cli``), a fraction of a second each."""
 
 
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
-
-
-def in_process(args: list[str], cwd: Path, capsys, monkeypatch) -> subprocess.CompletedProcess:
-    """``rksearch ARGS`` through the same entry point, in this process; Ray must stay down."""
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    captured = capsys.readouterr()
-    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized(), "this case started Ray"
-    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+def case(command: str, key: str | None, extra: list[str], needle: str):
+    return pytest.param(command, key, extra, needle, id=f"{command}-{key or extra[0]}",
+                        marks=[pytest.mark.slow] if (command, key) in OWN_PROCESS else [])
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("command, key, extra, needle", CASES, ids=[f"{c[0]}-{c[1] or c[2][0]}" for c in CASES])
-def test_bad_input(tmp_path: Path, capsys, monkeypatch, command: str, key: str | None, extra: list[str],
+@pytest.mark.parametrize("command, key, extra, needle", [case(*c) for c in CASES])
+def test_bad_input(tmp_path: Path, request, rksearch, rksearch_cli, command: str, key: str | None, extra: list[str],
                    needle: str) -> None:
     if command in ("bench", "train") and "cuda" in extra:
         import torch
@@ -163,8 +150,11 @@ def test_bad_input(tmp_path: Path, capsys, monkeypatch, command: str, key: str |
     args += [a.replace("{tmp}", str(tmp_path)) for a in extra]
     if command == "run" and key != "corrupt_space":
         args += ["--out", str(tmp_path / "studies")]
+    own_process = (command, key) in OWN_PROCESS
+    if (command, key) in NEEDS_RAY and not own_process:
+        request.getfixturevalue("ray_session")
     before = snapshot(tmp_path)
-    r = run(args, cwd=tmp_path) if (command, key) in OWN_PROCESS else in_process(args, tmp_path, capsys, monkeypatch)
+    r = rksearch(*args, cwd=tmp_path, timeout=300) if own_process else rksearch_cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -174,15 +164,18 @@ def test_bad_input(tmp_path: Path, capsys, monkeypatch, command: str, key: str |
     assert snapshot(tmp_path) == before  # nothing written or overwritten
 
 
-def test_dashboard_port_in_use(tmp_path: Path) -> None:
+def test_dashboard_port_in_use(tmp_path: Path, monkeypatch, rksearch_cli) -> None:
     from study_factory import make_study  # a real study to serve
 
+    from rksearch.analysis.dashboard import Dashboard
+
+    monkeypatch.setattr(Dashboard, "serve_forever", lambda self: self.server.server_close())  # bound: never serve
     study_dir = make_study(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = run(["dashboard", str(study_dir), "--port", str(port)], cwd=tmp_path)
+        r = rksearch_cli("dashboard", study_dir, "--port", port, cwd=tmp_path)
     assert r.returncode == 2
     assert f"port {port}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from test_errors import GOOD_SPACE, in_process, snapshot
+from test_errors import GOOD_SPACE, snapshot
 
 from rksearch.core.errors import RKSearchError
-from rksearch.arch.rknet import parse_yaml
+from rksearch.core.yamlio import parse_yaml
 
 # torchvision >= 0.29 warns that its decoders will move to torchcodec; they are what we use until then
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-MAX_ALIASES = 100  # rksearch.arch.rknet.MAX_ALIASES
+MAX_ALIASES = 100  # rksearch.core.yamlio.MAX_ALIASES
 MAX_MESSAGE = 1000  # rksearch.core.errors.MAX_MESSAGE
 
 
@@ -31,10 +31,10 @@ def bomb(levels: int, width: int = 10) -> str:
     return "[" + ", ".join(lists) + "]"
 
 
-def cli_error(tmp_path: Path, capsys, monkeypatch, args: list[str]) -> str:
-    """The one line ``rksearch ARGS`` prints on exit 2, having written nothing."""
+def cli_error(tmp_path: Path, rksearch_cli, args: list[str]) -> str:
+    """The one line ``rksearch ARGS`` prints on exit 2, having written nothing (``rksearch_cli``: conftest.py)."""
     before = snapshot(tmp_path)
-    r = in_process(args, tmp_path, capsys, monkeypatch)
+    r = rksearch_cli(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[:2000]
@@ -46,23 +46,23 @@ def cli_error(tmp_path: Path, capsys, monkeypatch, args: list[str]) -> str:
 
 
 @pytest.mark.parametrize("command", ["space", "run", "describe", "train"])
-def test_alias_bomb_is_refused_at_once(tmp_path, capsys, monkeypatch, command):
+def test_alias_bomb_is_refused_at_once(tmp_path, rksearch_cli, command):
     # a few hundred bytes that name a billion strings; `baselines:` echoes what it cannot read
     path = tmp_path / "bomb.yaml"
     path.write_text(GOOD_SPACE + f"baselines: [{bomb(9)}]\n")
     assert len(bomb(9)) < 1000
     extra = {"run": ["--out", str(tmp_path / "studies")], "train": ["--dataset", "demo"]}.get(command, [])
     start = time.perf_counter()
-    err = cli_error(tmp_path, capsys, monkeypatch, [command, str(path), *extra])
+    err = cli_error(tmp_path, rksearch_cli, [command, str(path), *extra])
     assert time.perf_counter() - start < 10
     assert f"{path}: refused YAML at line " in err and "aliases expand this document beyond 100,000 values" in err
 
 
-def test_a_smaller_bomb_is_refused_too(tmp_path, capsys, monkeypatch):
+def test_a_smaller_bomb_is_refused_too(tmp_path, rksearch_cli):
     # a million values: read before, and echoed whole (megabytes) in the error message
     path = tmp_path / "bomb.yaml"
     path.write_text(GOOD_SPACE + f"baselines: [{bomb(6)}]\n")
-    err = cli_error(tmp_path, capsys, monkeypatch, ["space", str(path)])
+    err = cli_error(tmp_path, rksearch_cli, ["space", str(path)])
     assert "refused YAML" in err and len(err) < 500
 
 
@@ -87,11 +87,11 @@ def test_a_few_aliases_and_merge_keys_still_work():
     # a line break in a key: still one line
     (("reference_point: {", 'reference_point: {"acc\\nuracy": 0, '), "reference_point.acc\\nuracy"),
 ])
-def test_echoed_values_are_capped_and_on_one_line(tmp_path, capsys, monkeypatch, change, field):
+def test_echoed_values_are_capped_and_on_one_line(tmp_path, rksearch_cli, change, field):
     path = tmp_path / "space.yaml"
     path.write_text(GOOD_SPACE.replace(*change))
     assert path.read_text() != GOOD_SPACE
-    err = cli_error(tmp_path, capsys, monkeypatch, ["space", str(path)])
+    err = cli_error(tmp_path, rksearch_cli, ["space", str(path)])
     assert f"{path}: {field}: " in err and len(err) < MAX_MESSAGE + 300
 
 
@@ -105,12 +105,12 @@ def test_a_capped_message_is_capped_once():
 
 
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "9e999"])
-def test_reference_point_must_be_finite(tmp_path, capsys, monkeypatch, value):
+def test_reference_point_must_be_finite(tmp_path, rksearch_cli, value):
     path = tmp_path / "space.yaml"
     path.write_text(GOOD_SPACE.replace("reference_point: {accuracy: 0.0", f"reference_point: {{accuracy: {value}"))
     assert path.read_text() != GOOD_SPACE
     for command in (["space", str(path)], ["run", str(path), "--out", str(tmp_path / "studies")]):
-        err = cli_error(tmp_path, capsys, monkeypatch, command)
+        err = cli_error(tmp_path, rksearch_cli, command)
         assert f"{path}: reference_point.accuracy: expected a finite number, got " in err
 
 
@@ -135,15 +135,17 @@ def test_sqlite_paths_with_question_mark_hash_or_percent(tmp_path, monkeypatch):
     # SQLAlchemy ends a URL's path at `?` and decodes `%41`: `x?y#z%41/demo/optuna.db` opened `x`
     from study_factory import make_study
 
-    from rksearch.analysis.dashboard import open_storage as dashboard_storage
-    from rksearch.search.driver import default_storage, open_storage
-    from rksearch.analysis.study import absolute_url, load_study, sqlite_path
+    from rksearch.storage.folder import default_storage
+    from rksearch.storage.open import open_storage
+    from rksearch.analysis.study import load_study
+    from rksearch.storage.urls import absolute_url, reader_url, sqlite_path
 
     folder = tmp_path / "x?y#z%41"
     study_dir = make_study(folder, "demo", n=6)
     assert load_study(study_dir).trials.shape[0] == 6 + 3 + 2
     assert sqlite_path(load_study(study_dir).url) == (study_dir / "optuna.db").resolve()
-    assert [s.study_name for s in dashboard_storage(study_dir / "optuna.db").get_all_studies()] == ["demo"]
+    reader = open_storage(reader_url(study_dir / "optuna.db"), read_only=True)  # what the dashboard opens
+    assert [s.study_name for s in reader.get_all_studies()] == ["demo"]
 
     new = folder / "new#1"  # what `rksearch run --out` opens for a new study
     url = default_storage(new)
@@ -353,7 +355,7 @@ def test_a_read_only_dashboard_refuses_every_change(tmp_path, read_only):
     ("0.0.0.0", True, "note: listening on 0.0.0.0, beyond this machine, read-only: whoever reaches it can read the"
                       " study"),
 ])
-def test_a_dashboard_beyond_loopback_warns(tmp_path, capsys, monkeypatch, host, read_only, warning):
+def test_a_dashboard_beyond_loopback_warns(tmp_path, monkeypatch, rksearch_cli, host, read_only, warning):
     from study_factory import make_study
 
     from rksearch.analysis.dashboard import Dashboard
@@ -361,7 +363,6 @@ def test_a_dashboard_beyond_loopback_warns(tmp_path, capsys, monkeypatch, host, 
     served = []
     monkeypatch.setattr(Dashboard, "serve_forever", lambda self: (served.append(self), self.server.server_close()))
     study = make_study(tmp_path, "demo", n=4)
-    r = in_process(["dashboard", str(study), "--port", "0", "--host", host] + ["--read-only"] * read_only,
-                   tmp_path, capsys, monkeypatch)
+    r = rksearch_cli("dashboard", study, "--port", "0", "--host", host, *["--read-only"] * read_only, cwd=tmp_path)
     assert r.returncode == 0 and len(served) == 1 and served[0].read_only == read_only, r.stderr
     assert " ".join(r.stderr.split()) == (warning or "")

@@ -17,13 +17,13 @@ import pytest
 from study_factory import make_study
 
 from rksearch import RKNetSpec, count, load_spec
-from rksearch.cli import main
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.export import pick
 from rksearch.analysis.pareto import front, hypervolume, hypervolume_history, knee_index, pareto_mask
 from rksearch.analysis.report import write_report
 from rksearch.analysis.plots import pareto_figure
-from rksearch.analysis.study import choice_effects, load_study
+from rksearch.analysis.study import load_study
+from rksearch.analysis.choices import choice_effects
 
 MAXMIN = ("maximize", "minimize")
 
@@ -46,16 +46,11 @@ def study(studies, tmp_path) -> Path:
 
 
 @pytest.fixture
-def rk(capsys):
-    """Run the CLI in-process: (exit status, stdout, stderr)."""
+def rk(rksearch_cli):
+    """Run the CLI in-process (conftest.py): (exit status, stdout, stderr)."""
     def run(*args: str) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        cap = capsys.readouterr()
-        return code, cap.out, cap.err
+        r = rksearch_cli(*args)
+        return r.returncode, r.stdout, r.stderr
     return run
 
 
@@ -426,9 +421,9 @@ def test_export_describe_round_trip(studies, rk, tmp_path) -> None:
     assert spec == s.spec(knee)
     row = s.trials[s.trials["number"] == knee].iloc[0]
     assert f"{row['flops'] / 1e9:.4f} GFLOPs, {row['params'] / 1e6:.4f} M params" in header[3]
-    r = subprocess.run([sys.executable, "-m", "rksearch", "describe", str(out_file), "--json"], capture_output=True,
-                       text=True, timeout=120)
-    info = json.loads(r.stdout)
+    code, out, err = rk("describe", out_file, "--json")
+    assert code == 0, err
+    info = json.loads(out)
     assert info["name"] == row["name"] and info["flops"] == row["flops"] and info["params"] == row["params"]
 
 
@@ -478,12 +473,11 @@ def test_export_then_train(studies, rk, tmp_path) -> None:
     spec_file = tmp_path / "best.yaml"
     assert rk("export", studies / "demo", "--pick", "min-flops", "-o", spec_file)[0] == 0
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "rksearch", "train", str(spec_file), "--dataset", "demo", "--epochs", "1",
-                        "--train-subset", "64", "--val-size", "0", "--device", "cpu", "--out", str(run)],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
+    code, out, err = rk("train", spec_file, "--dataset", "demo", "--epochs", "1", "--train-subset", "64",
+                        "--val-size", "0", "--device", "cpu", "--out", run)
+    assert code == 0, err
     assert load_spec(run / "spec.yaml") == load_spec(spec_file)
-    assert "test accuracy" in r.stdout and (run / "model.pt").is_file()
+    assert "test accuracy" in out and (run / "model.pt").is_file()
 
 
 # -- a study held in another storage ---------------------------------------------------------------
@@ -529,7 +523,8 @@ def test_fresh_sets_a_study_aside_in_its_own_storage(study, tmp_path) -> None:
     ``demo.<time>`` in that storage, beside the renamed folder that reads them."""
     import optuna
 
-    from rksearch.search.driver import default_storage, record_storage, set_aside
+    from rksearch.search.study_dir import set_aside
+    from rksearch.storage.folder import default_storage, record_storage
 
     trials = len(load_study(study).trials)
     url = _moved(study, tmp_path)
@@ -547,7 +542,8 @@ def test_fresh_on_a_folder_that_cannot_move_moves_nothing(study, tmp_path, monke
 
     import optuna
 
-    from rksearch.search.driver import record_storage, set_aside
+    from rksearch.search.study_dir import set_aside
+    from rksearch.storage.folder import record_storage
 
     url = _moved(study, tmp_path)
     record_storage(study, url)
@@ -566,7 +562,7 @@ def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> Non
     only the folder moves."""
     import optuna
 
-    from rksearch.search.driver import set_aside
+    from rksearch.search.study_dir import set_aside
 
     other = f"sqlite:///{tmp_path / 'other.db'}"
     optuna.create_study(study_name="demo", storage=other)
@@ -579,7 +575,7 @@ def test_fresh_touches_no_study_the_folder_does_not_hold(study, tmp_path) -> Non
 def test_fresh_without_a_folder_sets_aside_the_study_in_the_storage(tmp_path) -> None:
     import optuna
 
-    from rksearch.search.driver import set_aside
+    from rksearch.search.study_dir import set_aside
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     optuna.create_study(study_name="demo", storage=url).enqueue_trial({"x": 1})
@@ -591,7 +587,9 @@ def test_fresh_without_a_folder_sets_aside_the_study_in_the_storage(tmp_path) ->
 def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
     import optuna
 
-    from rksearch.search.driver import default_storage, driver_id, record_storage, set_aside
+    from rksearch.search.study_dir import set_aside
+    from rksearch.storage.folder import default_storage, record_storage
+    from rksearch.search.liveness import driver_id
 
     (study / "storage.url").write_text("mysql://me:***@db.example/studies\n")
     with pytest.raises(RKSearchError, match="give its password: --storage URL"):
@@ -645,8 +643,9 @@ def test_storage_errors(study, tmp_path, rk) -> None:
 
 def test_recorded_storage(study, tmp_path, monkeypatch) -> None:
     """What rksearch run records: absolute SQLite paths, no password, one study per folder."""
-    from rksearch.search.driver import check_same_storage, default_storage, record_storage
-    from rksearch.analysis.study import absolute_url
+    from rksearch.storage.folder import default_storage, record_storage
+    from rksearch.search.preflight import check_same_storage
+    from rksearch.storage.urls import absolute_url
 
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")

@@ -14,7 +14,6 @@ import optuna
 import pytest
 
 from rksearch.analysis.study import load_study
-from test_search import make_space, rksearch
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +54,12 @@ def postgres() -> str:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
+def test_two_drivers_share_one_study(postgres: str, tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """Two ``rksearch run`` at once on one study: together they train the space's trial count
     once (the other driver's running trial may add one), never the same spec or baseline twice,
-    and each study folder, renamed by ``--fresh`` or not, reads the whole study from the server."""
-    space = make_space(tmp_path, name="shared", search__trials=8, search__concurrency=1, baselines=["densenet-bc-16-k4"])
+    and each study folder, renamed by ``--fresh`` or not, reads the whole study from the server.
+    The two drivers are processes of their own (a driver is host:pid); the rest runs in this one."""
+    space = demo_space("shared", search__trials=8, search__concurrency=1, baselines=["densenet-bc-16-k4"])
     logs = {d: (tmp_path / f"{d}.out", tmp_path / f"{d}.err") for d in "ab"}  # files: no pipe fills and stalls one
     drivers = {}
     for d, (out, err) in logs.items():
@@ -84,10 +84,10 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path) -> None:
         assert len(load_study(folder).trials) == len(trials) + len(baselines)
         assert len((folder / "trials.csv").read_text().splitlines()) >= len(done) + 1
 
-    r = rksearch("export", str(tmp_path / "a" / "shared"), "-o", str(tmp_path / "best.yaml"))
+    r = rksearch_cli("export", tmp_path / "a" / "shared", "-o", tmp_path / "best.yaml")
     assert r.returncode == 0 and (tmp_path / "best.yaml").is_file(), r.stderr
 
-    r = rksearch("run", str(space), "--out", str(tmp_path / "a"), "--storage", postgres, "--fresh", "--trials", "1")
+    r = rksearch_cli("run", space, "--out", tmp_path / "a", "--storage", postgres, "--fresh", "--trials", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     [aside] = [p for p in (tmp_path / "a").iterdir() if p.name.startswith("shared.")]
     assert sorted(optuna.get_all_study_names(postgres)) == sorted(["shared", "shared/baselines", aside.name,

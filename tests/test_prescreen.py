@@ -18,17 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "search_spaces" / "demo.yaml"
 
 
-def demo_space(tmp_path: Path, name: str = "pre", prescreen: dict | None = None, **proxy) -> Path:
-    """The demo space, shrunk so a trial takes a second or two, with a prescreen section."""
-    data = yaml.safe_load(DEMO.read_text())
-    data["name"] = name
-    data["proxy"].update({"train_subset": 256, "val_size": 128, "epochs": 1, "batch_size": 64, **proxy})
-    data["search"].update({"sampler": "random", "trials": 3, "concurrency": 2, "scheduler": "none"})
-    if prescreen is not None:
-        data["search"]["prescreen"] = prescreen
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+@pytest.fixture
+def pre_space(demo_space):
+    """``pre_space(name="pre", prescreen=None, **proxy)``: the shrunk demo space (conftest.py), three
+    random trials, no scheduler, with a prescreen section and ``proxy`` fields."""
+    def make(name: str = "pre", prescreen: dict | None = None, **proxy) -> Path:
+        overrides = {f"proxy__{k}": v for k, v in proxy.items()}
+        if prescreen is not None:
+            overrides["search__prescreen"] = prescreen
+        return demo_space(name, search__sampler="random", search__trials=3, search__scheduler="none", **overrides)
+
+    return make
 
 
 def test_sample_params_are_the_params_of_the_sampled_spec():
@@ -83,8 +83,8 @@ def test_ties_and_nan_pick_the_first_best():
     assert _best([math.nan, math.nan]) == 0
 
 
-def test_enqueue_records_the_scores_on_waiting_trials(tmp_path: Path):
-    space = load_space(demo_space(tmp_path, prescreen={"candidates": 3, "trials": 2}))
+def test_enqueue_records_the_scores_on_waiting_trials(pre_space):
+    space = load_space(pre_space(prescreen={"candidates": 3, "trials": 2}))
     study = optuna.create_study(directions=["maximize", "minimize"])
     points = enqueue_prescreened(study, space, trials=3)
     assert len(points) == len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 2  # not 3
@@ -95,13 +95,13 @@ def test_enqueue_records_the_scores_on_waiting_trials(tmp_path: Path):
         assert trial.user_attrs["prescreen_scores"] == point.scores
         assert trial.user_attrs["prescreen_score"] == max(point.scores)
     assert enqueue_prescreened(study, space, trials=3) == []  # a continued study keeps its points
-    off = load_space(demo_space(tmp_path, name="off"))
+    off = load_space(pre_space(name="off"))
     assert off.search.prescreen is None  # off by default
     assert enqueue_prescreened(optuna.create_study(), off, trials=3) == []
 
 
-def test_all_trials_by_default(tmp_path: Path):
-    space = load_space(demo_space(tmp_path, prescreen={"candidates": 2}))
+def test_all_trials_by_default(pre_space):
+    space = load_space(pre_space(prescreen={"candidates": 2}))
     assert len(enqueue_prescreened(optuna.create_study(directions=["maximize", "minimize"]), space, trials=4)) == 4
 
 
@@ -111,22 +111,22 @@ def test_all_trials_by_default(tmp_path: Path):
     ({"trials": 0}, "search.prescreen.trials", "greater than or equal to 1"),
     ({"candidate": 4}, "search.prescreen.candidate", "unknown key"),
 ])
-def test_bad_prescreen_sections_name_file_and_field(tmp_path: Path, section, field, message):
-    path = demo_space(tmp_path, prescreen=section)
+def test_bad_prescreen_sections_name_file_and_field(pre_space, section, field, message):
+    path = pre_space(prescreen=section)
     with pytest.raises(RKSearchError) as e:
         load_space(path)
     assert f"{path}: {field}: " in str(e.value) and message in str(e.value)
 
 
-def test_grid_has_nothing_to_prescreen(tmp_path: Path):
-    data = yaml.safe_load(demo_space(tmp_path, prescreen={}).read_text())
+def test_grid_has_nothing_to_prescreen(pre_space):
+    data = yaml.safe_load(pre_space(prescreen={}).read_text())
     data["search"]["sampler"] = "grid"
     with pytest.raises(RKSearchError, match=r"x.yaml: search.prescreen: grid trains every point"):
         parse_space(data, source="x.yaml")
 
 
-def test_too_small_a_space_for_the_candidates(tmp_path: Path):
-    data = yaml.safe_load(demo_space(tmp_path, prescreen={"candidates": 3}).read_text())
+def test_too_small_a_space_for_the_candidates(pre_space):
+    data = yaml.safe_load(pre_space(prescreen={"candidates": 3}).read_text())
     data["periods"] = {"count": 2, "method": "erk", "stages": [2, 3], "growth_rate": 4}  # 4 specs
     data["network"] = {k: v for k, v in data["network"].items() if k != "bottleneck"}
     space = parse_space(data, source="tiny.yaml")
@@ -134,18 +134,18 @@ def test_too_small_a_space_for_the_candidates(tmp_path: Path):
         enqueue_prescreened(optuna.create_study(directions=["maximize", "minimize"]), space, trials=3)
 
 
-def test_data_errors_name_the_space_and_the_proxy_field(tmp_path: Path):
-    space = load_space(demo_space(tmp_path, prescreen={"score": "snip"}, dataset="imagefolder", root="nowhere.zip"))
+def test_data_errors_name_the_space_and_the_proxy_field(pre_space):
+    space = load_space(pre_space(prescreen={"score": "snip"}, dataset="imagefolder", root="nowhere.zip"))
     with pytest.raises(RKSearchError, match=r"pre.yaml: proxy.root: nowhere.zip: no such folder"):
         prescreen_points(space, 1, 2, "snip")
 
 
 @pytest.mark.slow
-def test_a_search_trains_the_prescreened_candidates(tmp_path: Path):
-    """Needs ``enqueue_prescreened`` called from ``run_search``: real Ray, real training."""
+def test_a_search_trains_the_prescreened_candidates(tmp_path: Path, pre_space, ray_session):
+    """Needs ``enqueue_prescreened`` called from ``run_search``: real Ray (the session's), real training."""
     from rksearch.search.driver import run_search
 
-    space = load_space(demo_space(tmp_path, prescreen={"candidates": 4, "trials": 2}))
+    space = load_space(pre_space(prescreen={"candidates": 4, "trials": 2}))
     result = run_search(space, out=tmp_path / "studies")
     study = optuna.load_study(study_name="pre", storage=result.storage)
     trials = sorted(study.trials, key=lambda t: t.number)

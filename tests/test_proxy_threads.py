@@ -18,8 +18,8 @@ def test_threads_warning_only_when_the_environment_asks_for_more():
 
 
 @pytest.mark.slow
-def test_a_one_cpu_ray_task_trains_on_one_thread_despite_omp_num_threads_4():
-    import ray
+def test_a_one_cpu_ray_task_trains_on_one_thread_despite_omp_num_threads_4(ray_session):
+    ray = ray_session  # the session's Ray (conftest.py)
 
     from rksearch import parse_name
     from rksearch.training.proxy import ProxyConfig, proxy_evaluate
@@ -40,14 +40,7 @@ def test_a_one_cpu_ray_task_trains_on_one_thread_despite_omp_num_threads_4():
         seen["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         return seen
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        seen = ray.get(trial.remote(), timeout=300)
-    finally:
-        if started:
-            ray.shutdown()
+    seen = ray.get(trial.remote(), timeout=300)
     assert seen["env"] == "4"
     if (os.cpu_count() or 1) > 1:  # torch in the worker started with more than one thread (min(4, cores) here)
         assert seen["before"] > 1

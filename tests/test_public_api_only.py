@@ -12,13 +12,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "rksearch"
 # (file, private name) -> why the package may touch it
 ALLOWED = {
-    ("search.py", "_exit"): "os._exit: a crash drill's worker must die without cleanup",
+    ("search/trial.py", "_exit"): "os._exit: a crash drill's worker must die without cleanup",
     ("cli/__init__.py", "_exit"): "os._exit: exit 143 when Ray's processes died under a SIGTERM (a clean exit hangs)",
     ("models/concat_bn.py", "_batch_norm_with_update"): "torch's fused batch-norm op (not Optuna or Ray)",
-    ("zerocost.py", "_DropoutNd"): "torch's base class of every dropout module (not Optuna or Ray)",
-    ("stopping.py", "_private"): "ray_lost: Ray offers no public way to ask whether its own processes died "
+    ("proxies/zerocost.py", "_DropoutNd"): "torch's base class of every dropout module (not Optuna or Ray)",
+    ("core/stopping.py", "_private"): "ray_lost: Ray offers no public way to ask whether its own processes died "
                                  "(a SIGTERM to the process group); without it the CLI hangs a minute and exits 1",
-    ("stopping.py", "_global_node"): "the same, ray_lost",
+    ("core/stopping.py", "_global_node"): "the same, ray_lost",
 }
 
 

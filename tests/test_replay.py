@@ -26,7 +26,6 @@ from rksearch.search.replay import check_replayable, load_table
 from rksearch.search.simulate import simulate
 from rksearch.space.search_space import load_space
 from rksearch.analysis.study import load_study
-from test_search import set_fields
 from test_train import cli
 
 EPOCHS = 3
@@ -41,7 +40,12 @@ def write_space(folder: Path, trials: int = 16, **changes) -> Path:
                        "scheduler": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2},
                        "resources": {"cpu": 1, "gpu": 0}},
             "reference_point": {"accuracy": 0.0, "flops": "10M"}}
-    set_fields(data, changes)
+    for key, value in changes.items():  # section__field=value sets one field; section=value a whole section
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -139,14 +143,14 @@ def test_bad_tables_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsy
 
 
 @pytest.mark.slow
-def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: Path) -> None:
+def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: Path, rksearch_cli,
+                                                                     ray_session) -> None:
     """ASHA prunes, PRUNED trials carry no values, the front holds COMPLETE trials only, and every
     accuracy and cost is the table's, at the seed the trial drew and the epoch it reached. At
     concurrency 1 the in-process simulator proposes the same specs and prunes the same trials."""
     space = write_space(tmp_path, trials=16, search__concurrency=1)
     table_path = write_table(tmp_path, space)
-    r = subprocess.run([sys.executable, "-m", "rksearch", "run", str(space), "--replay", str(table_path), "--out",
-                        str(tmp_path / "studies")], capture_output=True, text=True, timeout=600)
+    r = rksearch_cli("run", space, "--replay", table_path, "--out", tmp_path / "studies")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "replayed from table.csv" in r.stdout and "Pareto front" in r.stdout
     folder = tmp_path / "studies" / "tiny"
@@ -174,13 +178,13 @@ def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: P
     csv_rows = pd.read_csv(folder / "trials.csv")
     assert set(csv_rows["state"]) >= {"COMPLETE", "PRUNED"} and (folder / "pareto.html").is_file()
 
-    r = subprocess.run([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(tmp_path / "studies"),
-                        "--trials", "17"], capture_output=True, text=True, timeout=600)
+    r = rksearch_cli("run", space, "--out", tmp_path / "studies", "--trials", "17")
     assert r.returncode == 2 and "study tiny replayed the table table.csv; this run trains" in r.stderr, r.stderr
 
 
 def test_a_replayed_study_is_not_continued_by_training(tmp_path: Path) -> None:
-    from rksearch.search.driver import check_continuable, open_storage
+    from rksearch.storage.open import open_storage
+    from rksearch.search.preflight import check_continuable
 
     space = load_space(write_space(tmp_path))
     table = load_table(write_table(tmp_path, tmp_path / "tiny.yaml"))

@@ -1,4 +1,7 @@
-"""Searches that survive: a killed driver, failing trials, a two-node cluster, readers, reruns."""
+"""Searches that survive: a killed driver, failing trials, a two-node cluster, readers, reruns.
+
+A driver that is signalled or killed, and the driver on the two-node cluster (a Ray of its own),
+are processes of their own; the other searches run in this process, on the session's Ray."""
 from __future__ import annotations
 
 import os
@@ -13,11 +16,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from rksearch.search.driver import failure_bound
+from rksearch.search.preflight import failure_bound
 from rksearch.analysis.study import load_study
-from test_search import ROOT, load, make_space, rksearch
-
-pytestmark = pytest.mark.slow
+from test_search import load
 
 DONE = ("trained", "pruned")
 
@@ -44,18 +45,19 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, group, status, said, reason", [
     (signal.SIGINT, False, 130, "interrupted", "the search was interrupted"),
     (signal.SIGTERM, False, 143, "terminated", "the search was terminated (SIGTERM)"),
     (signal.SIGTERM, True, 143, "terminated", "the search was terminated (SIGTERM)"),  # timeout, batch schedulers
 ], ids=["ctrl-c", "kill", "kill-group"])
-def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, sig: int, group: bool, status: int, said: str,
-                                            reason: str) -> None:
+def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, demo_space, sig: int, group: bool, status: int,
+                                            said: str, reason: str) -> None:
     """Ctrl-C (SIGINT) or ``kill``/``timeout``/a batch scheduler (SIGTERM, to the driver or to its
     whole process group, Ray's processes included): exit status 130 or 143 and one line, so
     ``run && export`` stops; the running trials end FAIL, the outputs are written, not the
     summary of a finished search, and no Ray process outlives the driver."""
-    space = make_space(tmp_path, "stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
+    space = demo_space("stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
                        proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
     driver = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)],
@@ -91,8 +93,10 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
-    space = make_space(tmp_path, "killed", search__trials=6, search__concurrency=2, search__scheduler="none",
+@pytest.mark.slow
+def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    """The killed driver is a process of its own (SIGKILL); the resume runs in this process."""
+    space = demo_space("killed", search__trials=6, search__concurrency=2, search__scheduler="none",
                        proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
     cmd = [sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)]
@@ -132,8 +136,10 @@ def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
 
     th = threading.Thread(target=reader, daemon=True)
     th.start()
-    r = rksearch("run", str(space), "--out", str(out))
-    stop.set()
+    try:
+        r = rksearch_cli("run", space, "--out", out)
+    finally:
+        stop.set()
     th.join(10)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not errors and reads[0] > 3
@@ -154,11 +160,13 @@ def test_kill_the_driver_then_resume(tmp_path: Path) -> None:
     assert list(zip(csv["number"], csv["state"])) == [(t.number, t.state.name) for t in study.trials]
 
 
-def test_failing_trials_are_recorded_and_bounded(tmp_path: Path) -> None:
-    space = make_space(tmp_path, "faulty", constraints=None, reference_point=None, search__trials=4,
+@pytest.mark.slow
+def test_failing_trials_are_recorded_and_bounded(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    """The driver reads RKSEARCH_INJECT_FAULTS and hands each trial its fault: in this process too."""
+    space = demo_space("faulty", constraints=None, reference_point=None, search__trials=4,
                        search__concurrency=2, search__sampler="random")
     out = tmp_path / "studies"
-    r = rksearch("run", str(space), "--out", str(out), env={"RKSEARCH_INJECT_FAULTS": "raise@0,nan@1,oom@2"})
+    r = rksearch_cli("run", space, "--out", out, env={"RKSEARCH_INJECT_FAULTS": "raise@0,nan@1,oom@2"})
     assert r.returncode == 0, r.stderr[-3000:]
     study = load(out / "faulty")
     reasons = {t.number: t.user_attrs.get("fail_reason", "") for t in study.trials[:3]}
@@ -169,8 +177,8 @@ def test_failing_trials_are_recorded_and_bounded(tmp_path: Path) -> None:
     assert len(done_trials(study)) == 4  # the search went on past its failures
     assert "failed" in r.stdout
 
-    r = rksearch("run", str(space), "--out", str(tmp_path / "bounded"), "--max-failures", "1",
-                 env={"RKSEARCH_INJECT_FAULTS": "raise@0,raise@1,raise@2,raise@3,raise@4,raise@5"})
+    r = rksearch_cli("run", space, "--out", tmp_path / "bounded", "--max-failures", "1",
+                     env={"RKSEARCH_INJECT_FAULTS": "raise@0,raise@1,raise@2,raise@3,raise@4,raise@5"})
     assert r.returncode == 1
     assert "error: --max-failures: stopped after 2 failed trials (max_failures 1)" in r.stderr, r.stderr[-3000:]
     assert "injected failure" in r.stderr and "Traceback" not in r.stderr
@@ -186,44 +194,58 @@ def test_a_search_whose_every_trial_fails_still_ends() -> None:
     assert failure_bound(0, 30) == (0, "max_failures 0")
 
 
-def test_same_seed_same_proposals(tmp_path: Path) -> None:
-    runs = {}
-    try:
-        for run in ("a", "b"):  # side by side: each trains one trial at a time
-            (tmp_path / run).mkdir()
-            space = make_space(tmp_path / run, "repro", search__trials=3, search__concurrency=1)
-            with open(tmp_path / run / "stderr", "w") as err:  # a file: a full pipe would stall the run
-                runs[run] = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out",
-                                              str(tmp_path / run / "studies")], stdout=subprocess.DEVNULL, stderr=err,
-                                             start_new_session=True)
-        for p in runs.values():
-            p.wait(timeout=600)
-    finally:
-        for p in runs.values():
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+@pytest.mark.slow
+def test_same_seed_same_proposals(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    """Two searches of one space, one after the other into two folders, propose the same specs."""
     names = []
-    for run, p in runs.items():
-        assert p.returncode == 0, (tmp_path / run / "stderr").read_text()[-3000:]
+    for run in ("a", "b"):  # each trains one trial at a time
+        space = demo_space("repro", folder=tmp_path / run, search__trials=3, search__concurrency=1)
+        r = rksearch_cli("run", space, "--out", tmp_path / run / "studies")
+        assert r.returncode == 0, r.stderr[-3000:]
         names.append([t.user_attrs["name"] for t in load(tmp_path / run / "studies" / "repro").trials])
     assert names[0] == names[1]
     assert len(names[0]) >= 3
 
 
-def test_two_node_cluster(tmp_path: Path) -> None:
-    from ray.cluster_utils import Cluster
+TWO_NODES = """
+import sys
+from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+try:
     cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    print(cluster.address, flush=True)
+    sys.stdin.read()  # up until the test closes stdin
+finally:
+    cluster.shutdown()
+"""
+"""A two-node Ray cluster, held by a process of its own: ``Cluster.shutdown`` resets the Ray state
+of the process it runs in (its internal KV), which would break the session's Ray in this one."""
+
+
+@pytest.mark.slow
+def test_two_node_cluster(tmp_path: Path, demo_space, rksearch) -> None:
+    """The driver is a process of its own: it joins this cluster, not the session's Ray."""
+    log = tmp_path / "cluster.log"  # a file: a full pipe would stall the cluster
+    with log.open("w") as sink:
+        holder = subprocess.Popen([sys.executable, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=sink, text=True, start_new_session=True)
     try:
-        cluster.wait_for_nodes()
-        space = make_space(tmp_path, "cluster", search__trials=4, search__concurrency=2, search__scheduler="none")
-        r = rksearch("run", str(space), "--out", str(tmp_path), "--address", cluster.address)
+        address = holder.stdout.readline().strip()
+        assert address, log.read_text()[-3000:]
+        space = demo_space("cluster", search__trials=4, search__concurrency=2, search__scheduler="none")
+        r = rksearch("run", space, "--out", tmp_path, "--address", address)
         assert r.returncode == 0, r.stderr[-3000:]
     finally:
-        cluster.shutdown()
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=120)
+        finally:
+            try:
+                os.killpg(holder.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     study = load(tmp_path / "cluster")
     done = done_trials(study)
     assert len(done) == 4

@@ -13,7 +13,7 @@ import yaml
 
 from rksearch.models.registry import count
 from rksearch.space.search_space import load_space
-from rksearch.arch.rknet import parse_name
+from rksearch.arch.names import parse_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "benchmarks" / "rkbench" / "build.py"
@@ -56,17 +56,10 @@ def read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for the builds of this module (a build joins a Ray that is already up)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    if started:
-        ray.shutdown()
+@pytest.fixture
+def ray_cluster(ray_session):
+    """The session's Ray (conftest.py): a build joins a Ray that is already up."""
+    return ray_session
 
 
 def test_tiny_build_then_resume_retrains_nothing_finished(tmp_path, ray_cluster, capsys):

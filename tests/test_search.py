@@ -1,10 +1,8 @@
-"""End-to-end searches with real Ray Tune, real Optuna storage and real training on demo data."""
+"""End-to-end searches with real Ray Tune, real Optuna storage and real training on demo data (in
+this process, on the session's Ray: see conftest.py), and the driver's units beside them."""
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -16,37 +14,6 @@ from rksearch.arch.rknet import RKNetSpec
 from rksearch.analysis.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.slow
-
-
-def set_fields(data: dict, overrides: dict) -> None:
-    """``section__field=value`` sets ``data[section][field]``; ``section=value`` a whole section."""
-    for key, value in overrides.items():
-        section, _, field = key.partition("__")
-        if field:
-            data[section][field] = value
-        else:
-            data[section] = value
-
-
-def make_space(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
-    """The shipped demo space, shrunk so a trial takes a second or two."""
-    data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
-    data["name"] = name
-    data["proxy"].update({"train_subset": 256, "val_size": 128, "epochs": 1, "batch_size": 64})
-    data["search"].update({"trials": 6, "concurrency": 2})
-    set_fields(data, overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def rksearch(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rksearch", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def load(study_dir: Path, name: str | None = None) -> optuna.Study:
@@ -65,10 +32,11 @@ def outcomes(study: optuna.Study) -> list[str]:
     return [t.user_attrs.get("outcome") for t in study.trials]
 
 
-def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
-    space = make_space(tmp_path)
+@pytest.mark.slow
+def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    space = demo_space()
     out = tmp_path / "studies"
-    r = rksearch("run", str(space), "--out", str(out))
+    r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
     study_dir = out / "e2e"
     study = load(study_dir)
@@ -98,7 +66,7 @@ def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
     assert "Pareto front" in r.stdout
 
     before = {t.number: t.user_attrs.get("ray_trial_id") for t in done}
-    r = rksearch("run", str(space), "--out", str(out), "--trials", "8")
+    r = rksearch_cli("run", space, "--out", out, "--trials", "8")
     assert r.returncode == 0, r.stderr[-3000:]
     study = load(study_dir)
     done2 = [t for t in study.trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
@@ -106,7 +74,7 @@ def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
     assert {t.number: t.user_attrs.get("ray_trial_id") for t in done2 if t.number in before} == before
     assert len({t.user_attrs["spec_key"] for t in done2}) == 8
 
-    r = rksearch("run", str(space), "--out", str(out), "--fresh", "--trials", "1")
+    r = rksearch_cli("run", space, "--out", out, "--fresh", "--trials", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     aside = [p for p in out.iterdir() if p.name.startswith("e2e.")]
     assert len(aside) == 1 and (aside[0] / "optuna.db").is_file()
@@ -115,12 +83,13 @@ def test_search_end_to_end_and_continue(tmp_path: Path) -> None:
     assert len(load_study(aside[0]).trials) == len(study.trials)  # the renamed folder still reads
 
 
-def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
-    space = make_space(
-        tmp_path, "asha", proxy__epochs=3, search__trials=8,
+@pytest.mark.slow
+def test_asha_stops_weak_trials_as_pruned(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    space = demo_space(
+        "asha", proxy__epochs=3, search__trials=8,
         search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4},
     )
-    r = rksearch("run", str(space), "--out", str(tmp_path))
+    r = rksearch_cli("run", space, "--out", tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     study = load(tmp_path / "asha")
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
@@ -134,14 +103,15 @@ def test_asha_stops_weak_trials_as_pruned(tmp_path: Path) -> None:
             assert t.user_attrs["epochs"] == 3
 
 
-def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_baselines_trained_once_beside_the_search(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """With NSGA-II, whose Optuna 5.1 release crashed on a study whose trial list left baselines out."""
     baselines = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
-    space = make_space(tmp_path, "with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
+    space = demo_space("with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
                        search__sampler="nsga2",
                        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 2})
     out = tmp_path / "studies"
-    r = rksearch("run", str(space), "--out", str(out))
+    r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
     study_dir = out / "with_baselines"
     study, of_baselines = load(study_dir), load(study_dir, "with_baselines/baselines")
@@ -157,7 +127,7 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
     assert len(searched) == 2  # search.trials counts the searched trials only
     assert "Pareto front" in r.stdout and "baselines (same proxy" in r.stdout
 
-    r = rksearch("run", str(space), "--out", str(out), "--trials", "3")
+    r = rksearch_cli("run", space, "--out", out, "--trials", "3")
     assert r.returncode == 0, r.stderr[-3000:]
     again = load(study_dir, "with_baselines/baselines").trials
     assert [(t.number, t.user_attrs["ray_trial_id"]) for t in again] == \
@@ -167,17 +137,18 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path) -> None:
     assert list(csv.loc[csv["kind"] == "baseline", "name"]) == ["DenseNet-BC-16-k4", "CliqueNet-T6-k4"]
     html = (study_dir / "pareto.html").read_text()
     assert "baselines (2, same proxy, not searched)" in html and "CliqueNet-T6-k4" in html
-    r = rksearch("pareto", str(study_dir))
+    r = rksearch_cli("pareto", study_dir)
     front_table = r.stdout.split("Pareto front:")[1]
     assert r.returncode == 0 and "DenseNet-BC" not in front_table and "CliqueNet" not in front_table
-    r = rksearch("export", str(study_dir), "--pick", "best-accuracy", "-o", str(tmp_path / "best.yaml"))
+    r = rksearch_cli("export", study_dir, "--pick", "best-accuracy", "-o", tmp_path / "best.yaml")
     assert r.returncode == 0 and "rknet: 1" in (tmp_path / "best.yaml").read_text()
 
 
 def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> None:
     """What the study's trials measured may not change under them; how they train may."""
     from rksearch.core.errors import RKSearchError
-    from rksearch.search.driver import check_continuable, open_storage
+    from rksearch.storage.open import open_storage
+    from rksearch.search.preflight import check_continuable
     from rksearch.space.search_space import parse_space
 
     data = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
@@ -202,7 +173,7 @@ def test_a_continued_study_keeps_its_objectives_and_proxy(tmp_path: Path) -> Non
 
 def test_an_unreachable_ray_address_is_refused_at_once() -> None:
     from rksearch.core.errors import RKSearchError
-    from rksearch.search.driver import check_reachable
+    from rksearch.search.cluster import check_reachable
     from rksearch.space.search_space import load_space
 
     space = load_space(ROOT / "search_spaces" / "demo.yaml")
@@ -221,7 +192,7 @@ def test_opening_the_storage_survives_a_race_creating_the_schema(tmp_path: Path,
     """A reader opening a new study's database as the search creates it may stamp Optuna's schema
     version first (SQLite), or two drivers create the tables at once (PostgreSQL); the loser's
     creation fails, and opening again finds the schema there."""
-    from rksearch.search import driver as search
+    from rksearch.storage import open as search
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -235,13 +206,13 @@ def test_opening_the_storage_survives_a_race_creating_the_schema(tmp_path: Path,
     assert search.open_storage(f"sqlite:///{tmp_path / 'new.db'}") is not None and len(calls) == 2
 
 
-def test_a_continued_study_draws_new_proposals(tmp_path: Path) -> None:
+def test_a_continued_study_draws_new_proposals(demo_space) -> None:
     """Seeded with the seed plus the trials the study holds: reproducible, and not the fresh run's
     draws again (every one of them would be settled as a duplicate)."""
-    from rksearch.search.driver import make_sampler
+    from rksearch.search.samplers import make_sampler
     from rksearch.space.search_space import load_space
 
-    space = load_space(make_space(tmp_path, search__sampler="random"))
+    space = load_space(demo_space(search__sampler="random"))
 
     def first_proposals(trials_before: int) -> list[dict]:
         study = optuna.create_study(sampler=make_sampler(space, trials_before))
@@ -256,7 +227,7 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
     another driver created a moment ago and has not claimed yet (that killed the other driver)."""
     import datetime
 
-    from rksearch.search.driver import driver_id, fail_stale_trials
+    from rksearch.search.liveness import driver_id, fail_stale_trials
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)
@@ -275,12 +246,13 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
     assert study.trials[1].user_attrs["fail_reason"] == "its driver died before the trial finished"
 
 
-def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """No GPU here: a space asking for a quarter GPU and 4 CPUs per trial runs on the CPU, one CPU
     per trial, and says what changed; the overrides it ran with are recorded."""
-    space = make_space(tmp_path, "gpu_space", search__resources={"cpu": 4, "gpu": 0.25}, search__concurrency=4,
+    space = demo_space("gpu_space", search__resources={"cpu": 4, "gpu": 0.25}, search__concurrency=4,
                        search__trials=2)
-    r = rksearch("run", str(space), "--out", str(tmp_path), "--set", "proxy.val_size=64")
+    r = rksearch_cli("run", space, "--out", tmp_path, "--set", "proxy.val_size=64")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "no GPU here: trials run on the CPU (search.resources 4 CPU + 0.25 GPU -> 1 CPU, concurrency 4 -> " in r.stdout
     study = load(tmp_path / "gpu_space")

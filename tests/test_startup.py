@@ -97,3 +97,13 @@ def test_the_torch_free_dataset_names_are_the_loaders():
     from rksearch.training.config import DATASET_NAMES
 
     assert DATASET_NAMES == DATASETS
+
+
+def test_the_torch_free_loader_modes_are_the_loaders():
+    """TrainConfig validates ``loader`` without torch, so it keeps its own copy of the modes."""
+    from typing import get_args
+
+    from rksearch.data.loaders import LoaderMode
+    from rksearch.training.config import LoaderMode as ConfigLoaderMode
+
+    assert get_args(ConfigLoaderMode) == get_args(LoaderMode)

@@ -104,7 +104,7 @@ def test_shipped_baselines_space() -> None:
 def run_searcher(path: Path, space, n: int, results: dict[str, dict] | None = None, seed: int = 0):
     """``n`` trials proposed and recorded by the real searcher; a baseline's result comes from
     ``results[label]`` (an empty dict fails it), a searched one is a made-up accuracy."""
-    from rksearch.search.driver import RKSearcher
+    from rksearch.search.searcher import RKSearcher
 
     searcher = RKSearcher(space, storage(path / "optuna.db"), "test-driver")
     searcher.study.set_user_attr("objectives", space.objectives)
@@ -166,7 +166,7 @@ def test_rerun_trains_only_the_baselines_not_yet_trained(tmp_path: Path) -> None
 
 
 def test_budget_counts_searched_trials_only(tmp_path: Path) -> None:
-    from rksearch.search.driver import count_done
+    from rksearch.search.records import count_done
 
     searcher = run_searcher(tmp_path / "demo", space_with(), 6)
     searched = sum(t.state == optuna.trial.TrialState.COMPLETE for t in searcher.study.trials)
@@ -283,7 +283,8 @@ def test_train_neither_file_nor_name(tmp_path: Path, capsys, arg: str, needle: s
 def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Path) -> None:
     """Baselines inside the searched study (studies written before <name>/baselines): pareto and
     export read them; a run refuses to continue the study (its sampler would learn from them)."""
-    from rksearch.search.driver import check_continuable, open_storage
+    from rksearch.storage.open import open_storage
+    from rksearch.search.preflight import check_continuable
 
     space = space_with(["densenet-bc-16-k4"])
     spec = space.baselines[0].spec
@@ -303,11 +304,12 @@ def test_a_study_written_before_the_split_is_read_but_not_continued(tmp_path: Pa
 def test_of_two_drivers_claiming_a_baseline_at_once_the_lower_claim_trains(tmp_path: Path, monkeypatch) -> None:
     """Both claim before either looks (the race a shared PostgreSQL study showed: both backed off
     and the baseline never trained): the claim with the lower trial number trains, the other backs off."""
-    import rksearch.search.driver as search
+    import rksearch.search.searcher as search
+    from rksearch.search.liveness import driver_id
     from rksearch.storage.baseline_study import start_baseline_trial as claim
 
     space = space_with(["densenet-bc-16-k4"])
-    a = search.RKSearcher(space, storage(tmp_path / "optuna.db"), search.driver_id())
+    a = search.RKSearcher(space, storage(tmp_path / "optuna.db"), driver_id())
     b = search.RKSearcher(space, storage(tmp_path / "optuna.db"), "another-host:1")  # alive: not ours to judge
     key = search.spec_key(space.baselines[0].spec)
 

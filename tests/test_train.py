@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,9 @@ from rksearch.data import DataOptions, load_splits
 from rksearch.core.errors import RKSearchError
 from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 from rksearch.data.loaders import num_batches
-from rksearch.training.train import TrainConfig, Trainer, TrainingDiverged, fit, train
+from rksearch.training.config import TrainConfig
+from rksearch.training.run import fit, train
+from rksearch.training.trainer import Trainer, TrainingDiverged
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
@@ -199,22 +199,22 @@ def test_proxy_lets_a_scheduler_stop_the_trial() -> None:
 # -- rksearch train ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_trains_into_a_run_folder(tmp_path) -> None:
+def test_cli_trains_into_a_run_folder(tmp_path, rksearch_cli) -> None:
+    """``rksearch train`` in this process (conftest.py), three times: trained, resumed, refused."""
     spec_file = tmp_path / "net.yaml"
     save_spec(TINY, spec_file)
     out = tmp_path / "runs" / "net"
-    cmd = [sys.executable, "-m", "rksearch", "train", str(spec_file), "--dataset", "demo", "--epochs", "2",
+    cmd = ["train", str(spec_file), "--dataset", "demo", "--epochs", "2",
            "--train-subset", "128", "--val-size", "64", "--batch-size", "32", "--device", "cpu", "--out", str(out)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    r = rksearch_cli(*cmd)
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout and "epoch 2:" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.csv", "model.pt", "result.json", "spec.yaml"]
     assert len(read_csv(out / "metrics.csv")) == 2
     assert json.loads((out / "result.json").read_text())["epochs"] == 2
-    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    again = rksearch_cli(*cmd, "--resume")
     assert again.returncode == 0 and "continuing the run" in again.stderr and "after epoch 2" in again.stderr
-    changed = subprocess.run([*cmd[:cmd.index("--epochs") + 1], "3", *cmd[cmd.index("--epochs") + 2:], "--resume"],
-                             capture_output=True, text=True, timeout=300)
+    changed = rksearch_cli(*cmd[:cmd.index("--epochs") + 1], "3", *cmd[cmd.index("--epochs") + 2:], "--resume")
     assert changed.returncode == 2 and "epochs=2, now 3" in changed.stderr
     assert "continuing" not in changed.stderr and len(changed.stderr.strip().splitlines()) == 1
 

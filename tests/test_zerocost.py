@@ -15,7 +15,8 @@ from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
 from rksearch.models import build_model
 from rksearch.training.proxy import ProxyConfig
-from rksearch.arch.rknet import RKNetSpec, parse_name
+from rksearch.arch.rknet import RKNetSpec
+from rksearch.arch.names import parse_name
 from rksearch.proxies.zerocost import DATA_FREE, SCORES, naswot_kernel, proxy_batch, score, score_spec
 
 DEMO_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"

@@ -2,9 +2,9 @@
 
 SQLite in WAL mode lets one writer and any number of readers work at once: a reader never
 blocks the search's commits and never sees half of one. ``rksearch run`` opens the database in
-WAL mode; :func:`open_storage` makes sure of it (the mode is stored in the file) and gives every
-connection a generous busy timeout, so even a brief lock (a checkpoint) makes a request wait
-instead of fail.
+WAL mode; the dashboard makes sure of it (:mod:`rksearch.storage.open`: the mode is stored in the
+file) and every connection gets a generous busy timeout, so even a brief lock (a checkpoint)
+makes a request wait instead of fail.
 
 optuna-dashboard (0.21) has no login and no read-only mode: whoever reaches it can delete or
 rename studies and change trials. It listens on 127.0.0.1 unless told otherwise; ``read_only``
@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,35 +23,9 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from rksearch.core.errors import RKSearchError
-from rksearch.analysis.study import Study, load_study, sqlite_path, sqlite_url
-
-BUSY_TIMEOUT_S = 60
-
-
-def ensure_wal(db: Path) -> bool:
-    """Put ``db`` in WAL journal mode (persistent); False when that is not possible right now."""
-    try:
-        con = sqlite3.connect(db, timeout=5)
-        try:
-            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode.lower() != "wal":
-                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            return mode.lower() == "wal"
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return False
-
-
-def open_storage(db: Path):
-    """An Optuna ``RDBStorage`` on ``db`` in WAL mode with a busy timeout: for readers and writers."""
-    import optuna
-
-    ensure_wal(db)
-    return optuna.storages.RDBStorage(
-        sqlite_url(db.resolve()), engine_kwargs={"connect_args": {"timeout": BUSY_TIMEOUT_S}}, skip_table_creation=True
-    )
-
+from rksearch.analysis.study import Study, load_study
+from rksearch.storage.open import ensure_wal, open_storage
+from rksearch.storage.urls import sqlite_path
 
 READ_METHODS = ("GET", "HEAD")
 
@@ -124,14 +97,16 @@ def dashboard(study_dir: str | Path, *, host: str = "127.0.0.1", port: int = 808
               storage: str | None = None, read_only: bool = False) -> Dashboard:
     """Check the study, open its storage and bind ``host:port`` (0 picks a free port); ``storage``
     as for :func:`~rksearch.analysis.study.load_study`; ``read_only`` refuses every change."""
-    import optuna
     import optuna_dashboard
 
     study = load_study(study_dir, storage=storage)
+    wal = True  # a database server: concurrent readers are its business
     if sqlite_path(study.url) is not None:
-        wal, rdb = ensure_wal(study.db), open_storage(study.db)
-    else:  # a database server: concurrent readers are its business
-        wal, rdb = True, optuna.storages.RDBStorage(study.url, skip_table_creation=True)
+        try:
+            wal = ensure_wal(study.db, timeout=5)
+        except RKSearchError:  # a read-only file, a lock held long: served all the same
+            wal = False
+    rdb = open_storage(study.url, read_only=True, source=study.source)
     app = optuna_dashboard.wsgi(rdb)
     if read_only:
         app = read_only_app(app)

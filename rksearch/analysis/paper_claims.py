@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 
 from rksearch.analysis.paper import PAPER_POINTS, PaperPoint
 from rksearch.analysis.plots import PALETTE
-from rksearch.arch.rknet import RKNetSpec, parse_name
+from rksearch.arch.rknet import RKNetSpec
+from rksearch.arch.names import parse_name
 from rksearch.analysis.study import Study
 
 PAPER_EPOCHS = 300  # Appendix A: CIFAR runs train 300 epochs

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from rksearch.core.errors import RKSearchError
-from rksearch.analysis.study import OBJECTIVES, Study, parse_objectives
+from rksearch.analysis.study import Study
+from rksearch.core.objectives import OBJECTIVES, parse_objectives
 
 # -- arrays ----------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ import plotly.graph_objects as go
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.paper import PAPER_POINTS
 from rksearch.analysis.pareto import Front, front, hypervolume_history
-from rksearch.analysis.study import OBJECTIVES, Study, choice_effects, choice_values, parse_objectives
+from rksearch.analysis.study import Study
+from rksearch.analysis.choices import choice_effects, choice_values
+from rksearch.core.objectives import OBJECTIVES, parse_objectives
 
 FADED = "rgba(120, 120, 120, 0.35)"
 FRONT = "#d62728"

@@ -13,7 +13,9 @@ from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_text
 from rksearch.analysis.pareto import Front, front, hypervolume_history
 from rksearch.analysis.plots import axis, hypervolume_figure, pareto_figure, unit
-from rksearch.analysis.study import OBJECTIVES, Study, load_study, parse_objectives, whole_numbers
+from rksearch.analysis.study import Study, load_study
+from rksearch.analysis.choices import whole_numbers
+from rksearch.core.objectives import OBJECTIVES, parse_objectives
 
 HISTORY_SHOWN = 8
 

@@ -1,4 +1,4 @@
-"""A search's study folder read back as a table: one row per trial, per-period choices spelled out.
+"""A search's study folder loaded: its settings, and its trials as a table (:mod:`rksearch.analysis.trials`).
 
 ``studies/<name>/optuna.db`` is written by ``rksearch run`` (SQLite in WAL mode, Optuna study
 ``<name>``), or the storage it names. Everything here only reads (Optuna's tables are never
@@ -7,81 +7,22 @@ created or changed; WAL readers never block the search that is writing).
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 
-from rksearch.storage.baseline_study import BASELINE, KIND, SEARCH, baselines_name, is_baseline, is_baselines_name
-from rksearch.arch.resolve import AnySpec, any_spec_from_dict
+from rksearch.analysis.trials import trials_frame
+from rksearch.arch.resolve import AnySpec
 from rksearch.core.errors import RKSearchError
-from rksearch.arch.rknet import RKNetSpec, parse_yaml
-
-DB_NAME = "optuna.db"
-SPACE_COPY = "space.yaml"  # the space file rksearch run copies into the study folder
-STORAGE_FILE = "storage.url"  # where rksearch run records a storage other than the folder's optuna.db
-DEFAULT_OBJECTIVES = ("accuracy", "flops")
-PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
-GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
-TRIAL_ATTRS = (
-    "name", "accuracy", "flops", "params", "trained_flops", "trained_params", "epochs",
-    "images_per_s", "seconds", "ray_trial_id", "node", "fail_reason", "outcome", "reason",
-)
-NUMERIC_ATTRS = ("trained_flops", "trained_params", "epochs", "images_per_s", "seconds")
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What one objective means: its direction, the trial attr that measures it, display units."""
-
-    name: str
-    direction: str  # "maximize" | "minimize"
-    attr: str  # the trial user attr measuring it when no attr carries its own name
-    scale: float = 1.0
-    unit: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.unit})" if self.unit else self.name
-
-    @property
-    def sense(self) -> str:
-        return "max" if self.direction == "maximize" else "min"
-
-
-OBJECTIVES: dict[str, Objective] = {
-    o.name: o
-    for o in (
-        Objective("accuracy", "maximize", "accuracy"),
-        Objective("flops", "minimize", "flops", 1e-9, "GFLOPs"),
-        Objective("params", "minimize", "params", 1e-6, "M params"),
-        Objective("latency", "minimize", "latency", 1.0, "ms"),
-        Objective("throughput", "maximize", "images_per_s", 1.0, "images/s"),
-    )
-}
-
-
-def objective(name: str, *, field: str = "objectives", source: str | Path | None = None) -> Objective:
-    """The :class:`Objective` called ``name``; a user error naming the known ones otherwise."""
-    try:
-        return OBJECTIVES[name]
-    except (KeyError, TypeError):
-        raise RKSearchError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}", source=source, field=field) from None
-
-
-def parse_objectives(text: str | Sequence[str], *, field: str = "--objectives") -> tuple[str, ...]:
-    """``"accuracy,flops"`` or a list -> validated, duplicate-free names (at least two)."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
-    for n in names:
-        objective(n, field=field)
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise RKSearchError(f"need at least two different objectives, got {', '.join(names) or 'none'}", field=field)
-    return tuple(names)
+from rksearch.core.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, objective
+from rksearch.storage.baseline_study import BASELINE, KIND, SEARCH, baselines_name, is_baselines_name
+from rksearch.storage.folder import DB_NAME, SPACE_COPY, STORAGE_FILE, folder_db, storage_of
+from rksearch.storage.open import check_db, check_sqlite_url, open_storage
+from rksearch.storage.urls import reader_url, shown_url, sqlite_path, storage_error
 
 
 @dataclass
@@ -150,50 +91,12 @@ class Study:
 # -- reading the database --------------------------------------------------------------------
 
 
-def _check_db(db: Path) -> list[str]:
-    """Study names in ``db``, after making sure it is an SQLite file with Optuna's tables.
-
-    Never ``open()`` the file directly: closing a plain descriptor on it drops every POSIX lock
-    this process holds on the database, under any SQLite connection a running search or a
-    notebook keeps open here, and readers then see a "malformed" database.
-    """
-    try:
-        con = sqlite3.connect(db, timeout=30)  # not mode=ro: a WAL reader needs the shared-memory index
-        try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "studies" not in tables or "trials" not in tables:
-                raise RKSearchError("holds no Optuna study (no 'studies' table)", source=db)
-            return [r[0] for r in con.execute("SELECT study_name FROM studies ORDER BY study_id")]
-        finally:
-            con.close()
-    except sqlite3.OperationalError as e:
-        raise RKSearchError(f"cannot read the database: {e}", source=db) from None
-    except sqlite3.DatabaseError as e:
-        if "not a database" in str(e):
-            raise RKSearchError("not an SQLite database (corrupt, or not written by rksearch run)", source=db) from None
-        raise RKSearchError(f"corrupt SQLite database: {e}", source=db) from None
-
-
-def reader_url(db: Path) -> str:
-    """SQLAlchemy URL for reading ``db`` beside a running search.
-
-    Not SQLite's ``mode=ro``: a read-only connection cannot rebuild the WAL index a killed
-    writer leaves behind and then reports the database as malformed. Reads in WAL mode never
-    block the writer; with ``skip_table_creation`` nothing is ever written.
-    """
-    return sqlite_url(db.resolve())
-
-
 def _load_optuna(url: str, name: str, source: str | Path):
     import optuna
     import sqlalchemy.exc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    connect = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=connect, skip_table_creation=True)
-    except Exception as e:  # sqlalchemy and the drivers raise many types; all mean an unusable storage
-        raise RKSearchError(f"cannot open the storage: {storage_error(e)}", source=source) from None
+    storage = open_storage(url, read_only=True, source=source)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
         trials = study.get_trials(deepcopy=False)
@@ -207,66 +110,6 @@ def _load_optuna(url: str, name: str, source: str | Path):
                             source=source) from None
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as e:
         raise RKSearchError(f"cannot read the Optuna study {name!r}: {storage_error(e)}", source=source) from None
-
-
-def storage_error(e: BaseException) -> str:
-    """What went wrong with a storage, in one line: Optuna wraps a database's own error in a
-    generic "exception during the commit", so the database's words are its cause's."""
-    import optuna
-
-    if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
-        e = e.__cause__
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
-def shown_url(url: str) -> str:
-    """``url`` fit for a message: any password masked."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001  (a URL SQLAlchemy cannot parse is reported when it is opened)
-        return url
-
-
-def sqlite_url(db: Path, query: str = "") -> str:
-    """The ``sqlite:///`` URL of the file ``db``, ``query`` its query string. SQLAlchemy ends the
-    path at a ``?`` and decodes ``%XX`` in it, so ``%``, ``?`` and ``#`` are quoted: a folder
-    named ``a?b`` must not open a database named ``a``."""
-    path = str(db).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
-    return f"sqlite:///{path}?{query}" if query else f"sqlite:///{path}"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of an ``sqlite:///`` URL (its query string left out, ``%XX`` decoded as
-    SQLAlchemy does), else None."""
-    return Path(unquote(url[len("sqlite:///"):].partition("?")[0])) if url.startswith("sqlite:///") else None
-
-
-def absolute_url(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (against the working directory), so the
-    study can be found from anywhere later."""
-    path = sqlite_path(url)
-    if path is None or path.is_absolute():
-        return url
-    return sqlite_url(path.resolve(), url.partition("?")[2])
-
-
-def storage_of(study_dir: Path) -> str | None:
-    """The storage ``rksearch run`` recorded in a study folder (``storage.url``, else the space
-    copy's ``storage:``), or None: the study is the folder's own ``optuna.db``."""
-    recorded = study_dir / STORAGE_FILE
-    if recorded.is_file():
-        return recorded.read_text().strip() or None
-    space = study_dir / SPACE_COPY
-    if not space.is_file():
-        return None
-    try:
-        data = parse_yaml(space.read_text(), space)
-    except (RKSearchError, OSError):
-        return None
-    url = data.get("storage") if isinstance(data, dict) else None
-    return url if isinstance(url, str) and url.strip() else None
 
 
 def load_study(study_dir: str | Path, *, name: str | None = None, storage: str | None = None) -> Study:
@@ -286,10 +129,10 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
         source: str | Path = shown_url(url)
         record = path / STORAGE_FILE if (path / STORAGE_FILE).is_file() else path / SPACE_COPY
         opened = source if storage is not None else f"{record}: {source}"  # errors say where the URL came from
-        _check_sqlite_url(url, opened)
+        check_sqlite_url(url, opened)
     else:
-        db = _folder_db(path)
-        names = _check_db(db)
+        db = folder_db(path)
+        names = check_db(db)
         searches = [n for n in names if not is_baselines_name(n)]  # a study's baselines live beside it
         if given is None and len(searches) == 1:
             name = searches[0]
@@ -321,52 +164,6 @@ def load_study(study_dir: str | Path, *, name: str | None = None, storage: str |
     )
 
 
-def _folder_db(path: Path) -> Path:
-    if not path.exists():
-        space = path.parent.parent / "search_spaces" / f"{path.name}.yaml"  # studies/x beside search_spaces/x.yaml
-        how = f"rksearch run {space} --out {path.parent} writes it" if space.is_file() else \
-            "rksearch run writes <out>/<space name>/"
-        raise RKSearchError(f"no such study folder ({how})", source=path)
-    if not path.is_dir():
-        raise RKSearchError("is a file; expected a study folder (studies/<name>/ holding optuna.db)", source=path)
-    db = path / DB_NAME
-    if not db.is_file():
-        raise RKSearchError(f"not a study folder: no {DB_NAME} (rksearch run writes one)", source=path)
-    return db
-
-
-def _check_sqlite_url(url: str, source: str | Path) -> None:
-    """An SQLite URL must name an existing database: opening a missing file would create it, empty."""
-    db = sqlite_path(url)
-    if db is not None:
-        if not db.is_file():
-            raise RKSearchError("no such SQLite database", source=source)
-        _check_db(db)
-
-
-def trials_frame(study, objectives: Sequence[str] | None = None, *, trials: list | None = None,
-                 specs: dict[int, AnySpec] | None = None, source: str | Path | None = None,
-                 baselines: Sequence = (), baseline_specs: dict[int, AnySpec] | None = None) -> pd.DataFrame:
-    """One row per trial of an ``optuna.Study`` (what :attr:`Study.trials` holds), then one per
-    trial of its baselines' study, ``baselines`` (``kind`` tells them apart; each is numbered
-    in its own study).
-
-    ``objectives`` default to the study's ``objectives`` attr; ``specs`` and ``baseline_specs``,
-    when given, receive each trial's parsed spec by number.
-    """
-    objectives = tuple(objectives or study.user_attrs.get("objectives", DEFAULT_OBJECTIVES))
-    trials = study.get_trials(deepcopy=False) if trials is None else trials
-    specs = {} if specs is None else specs
-    baseline_specs = {} if baseline_specs is None else baseline_specs
-    where = source or study.study_name
-    rows = [_row(t, objectives, baseline_specs if is_baseline(t.user_attrs) else specs, where) for t in trials]
-    rows += [_row(t, objectives, baseline_specs, where, kind=BASELINE) for t in baselines]
-    frame = pd.DataFrame(rows, columns=_columns(rows, objectives))
-    for c in (*OBJECTIVES, *NUMERIC_ATTRS):
-        frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return frame
-
-
 def _objectives(value: Any, db: str | Path) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise RKSearchError(f"expected a list of objective names, got {value!r}", source=db, field="user_attrs.objectives")
@@ -390,106 +187,3 @@ def _reference(value: Any, objectives: Sequence[str], db: str | Path) -> dict[st
             raise RKSearchError(f"expected a finite number, got {v!r}", source=db, field=f"{where}.{k}")
         ref[k] = float(v)
     return ref
-
-
-def _row(trial, objectives: Sequence[str], specs: dict[int, AnySpec], db: str | Path,
-         kind: str | None = None) -> dict[str, Any]:
-    ua = trial.user_attrs
-    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
-                           KIND: kind or (BASELINE if is_baseline(ua) else SEARCH)}
-    row.update({a: ua.get(a) for a in TRIAL_ATTRS})
-    text = ua.get("spec")
-    spec = None
-    if isinstance(text, str):
-        try:
-            where = f"{db}: trial {trial.number} user_attrs.spec"
-            spec = any_spec_from_dict(parse_yaml(text, where), source=where)
-        except RKSearchError:
-            if trial.state.name != "FAIL":  # a failed trial may fail precisely on its spec
-                raise
-    elif trial.state.name in ("COMPLETE", "PRUNED"):
-        raise RKSearchError(f"trial {trial.number} ({trial.state.name}) has no spec", source=db, field="user_attrs.spec")
-    if spec is not None:
-        specs[trial.number] = spec
-        row.update(spec_columns(spec))
-        row["name"] = row["name"] or spec.name
-        row["spec"] = text
-    for o in OBJECTIVES.values():  # objectives not optimised still get a column when measured
-        row.setdefault(o.name, ua.get(o.name, ua.get(o.attr)))
-    if trial.values is not None:
-        row.update(zip(objectives, trial.values))
-    return row
-
-
-def spec_columns(spec: AnySpec) -> dict[str, Any]:
-    """The choices a search makes, flattened: ``p{i}_method``, ``p{i}_stages``, ..., globals;
-    a baseline has none of them, only its ``choices`` line."""
-    if not isinstance(spec, RKNetSpec):
-        return {"choices": spec.choices()}
-    cols: dict[str, Any] = {"periods": len(spec.periods)}
-    for i, p in enumerate(spec.periods):
-        cols.update({f"p{i}_{f}": getattr(p, f) for f in PERIOD_FIELDS})
-    cols.update({f: getattr(spec, f) for f in GLOBAL_FIELDS})
-    cols["choices"] = choices_text(spec)
-    return cols
-
-
-def choices_text(spec: RKNetSpec) -> str:
-    """One line of what the name does not say: growth rate and m per period."""
-    ks = "/".join(str(p.growth_rate) for p in spec.periods)
-    text = f"k={ks}"
-    if any(p.m != 1 for p in spec.periods):
-        text += " m=" + "/".join(str(p.m) if p.method == "erk" else "-" for p in spec.periods)  # IRK: no m
-    if spec.dropout:
-        text += f" dropout={spec.dropout:g}"
-    return text
-
-
-def _columns(rows: list[dict[str, Any]], objectives: Sequence[str]) -> list[str]:
-    head = ["number", "state", "name", *objectives, KIND]
-    seen = dict.fromkeys(head)
-    for r in rows:
-        seen.update(dict.fromkeys(r))
-    for c in (*OBJECTIVES, *TRIAL_ATTRS):
-        seen.setdefault(c)
-    return list(seen)
-
-
-def choice_values(trials: pd.DataFrame, choice: str) -> pd.Series:
-    """Column ``choice`` of ``trials`` as the choice it was: an IRK period's m (always 1, never
-    chosen) missing, and whole numbers that trials without the period made floats whole again."""
-    values = trials[choice]
-    if choice.endswith("_m") and choice[:-1] + "method" in trials:
-        values = values.where(trials[choice[:-1] + "method"] == "erk")
-    return whole_numbers(values)
-
-
-def whole_numbers(values: pd.Series) -> pd.Series:
-    """A float column that trials lacking a value made of whole numbers, whole again (3, not 3.0)."""
-    return values.astype("Int64") if values.dtype.kind == "f" and (values.dropna() % 1 == 0).all() else values
-
-
-def choice_effects(study: Study, metrics: Sequence[str] | str = ("accuracy", "flops")) -> pd.DataFrame:
-    """Mean of each metric over completed trials, grouped by every per-period and global choice.
-
-    Long format, one row per (choice, value): ``choice`` (``p0_stages``, ``bottleneck``...),
-    ``value``, ``trials`` and one ``mean_<metric>`` column per metric.
-    """
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    done = study.completed
-    numeric = [c for c in done.columns if pd.api.types.is_numeric_dtype(done[c]) and not pd.api.types.is_bool_dtype(done[c])]
-    for m in metrics:
-        if m not in numeric:
-            raise RKSearchError(f"no measured column {m!r}; one of {', '.join(numeric)}", source=study.source,
-                                field="metrics")
-    choices = [c for c in done.columns if c.split("_", 1)[-1] in PERIOD_FIELDS and c[0] == "p" and c[1].isdigit()]
-    choices += [c for c in GLOBAL_FIELDS if c in done and done[c].nunique(dropna=True) > 1]
-    parts = []
-    for c in choices:
-        g = done[list(metrics)].groupby(choice_values(done, c), dropna=True).agg(["mean", "count"])
-        part = pd.DataFrame({"choice": c, "value": g.index.astype(str), "trials": g[(metrics[0], "count")].to_numpy()})
-        for m in metrics:
-            part[f"mean_{m}"] = g[(m, "mean")].to_numpy()
-        parts.append(part)
-    cols = ["choice", "value", "trials", *(f"mean_{m}" for m in metrics)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)

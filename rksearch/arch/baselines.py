@@ -1,9 +1,9 @@
 """Baseline specs: DenseNet and CliqueNet, the networks the paper reads as RK methods.
 
 A baseline spec is a YAML/JSON mapping with a ``baseline`` key (``densenet`` or ``cliquenet``)
-beside the RKNet spec's ``rknet: 1``; :func:`load_any_spec` reads either. Baselines are counted
-by measuring the built model with PyTorch's FLOP counter (the convention of ``count``), since no
-search calls it thousands of times.
+beside the RKNet spec's ``rknet: 1``; :func:`rksearch.arch.resolve.load_any_spec` reads either.
+Baselines are counted by measuring the built model with PyTorch's FLOP counter (the convention of
+``count``), since no search calls it thousands of times.
 
 Names (case-insensitive): torchvision's ``densenet121/161/169/201`` (ImageNet), the CIFAR
 grammar ``densenet[-b|-c|-bc]-L[-kK]`` of Huang et al. (three blocks; DenseNet-BC-100 has
@@ -20,20 +20,20 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from rksearch.arch.baseline_names import NAMES_HELP
-from rksearch.core.errors import RKSearchError, from_validation_error
-from rksearch.arch.rknet import Stem, StrictPosInt, parse_yaml
+from rksearch.arch.rknet import FrozenModel, Stem, StrictPosInt
+from rksearch.core.errors import RKSearchError
+from rksearch.core.yamlio import parse_yaml
 
 StrictBool = Annotated[bool, Field(strict=True)]
 Fraction = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
 
 
-class BaselineSpec(BaseModel):
+class BaselineSpec(FrozenModel):
     """Fields every baseline shares; ``from_dict`` picks the subclass by the ``baseline`` key."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     kinds: ClassVar[dict[str, type["BaselineSpec"]]] = {}
 
     baseline: str
@@ -105,22 +105,15 @@ class BaselineSpec(BaseModel):
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str | Path | None = None) -> "BaselineSpec":
-        if not isinstance(data, dict):
-            raise RKSearchError(
-                f"expected a mapping with a 'baseline' key; got {type(data).__name__}", source=source
-            )
         target = cls
-        if cls is BaselineSpec:
+        if cls is BaselineSpec and isinstance(data, dict):
             kind = data.get("baseline")
             if kind not in cls.kinds:
                 raise RKSearchError(
                     f"unknown baseline {kind!r}: expected one of {', '.join(cls.kinds)}", source=source, field="baseline"
                 )
             target = cls.kinds[kind]
-        try:
-            return target.model_validate(data)
-        except ValidationError as e:
-            raise from_validation_error(e, source=source) from None
+        return target.validated(data, source=source, expected="a mapping with a 'baseline' key")
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str | Path | None = None) -> "BaselineSpec":

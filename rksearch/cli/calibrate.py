@@ -57,7 +57,8 @@ def calibrate(
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Train sampled specs at several proxy budgets and measure how well each ranks them."""
-    from rksearch.search.calibrate import CalibrationFailed, calibrate as run_calibration
+    from rksearch.search.calibrate import calibrate as run_calibration
+    from rksearch.search.calibrate_plan import CalibrationFailed
 
     space = load_space_with(space_file, sets, data_root, dataset)
     started = time.perf_counter()

@@ -14,8 +14,6 @@ from rksearch.cli._app import app, as_option, ints, out
 if TYPE_CHECKING:
     from rich.console import Group
 
-    from rksearch.arch.baselines import BaselineSpec
-
 
 @app.command()
 def convert(
@@ -36,8 +34,8 @@ def convert(
 ) -> None:
     """Convert a DenseNet to an ERKNet or a CliqueNet to an IRKNet (Section 3.3) and show what changed."""
     from rksearch.arch.convert import convert as convert_spec
+    from rksearch.arch.resolve import BASELINE, resolve, save_spec
     from rksearch.models.registry import count
-    from rksearch.arch.resolve import save_spec
 
     configs = ints(block_config, "--block-config")
     fields: dict[str, Any] = {
@@ -47,7 +45,7 @@ def convert(
     }
     given = {f: v for f, v in fields.items() if v is not None}
     try:
-        conversion = convert_spec(_source(network, given))
+        conversion = convert_spec(resolve(network, kinds=(BASELINE,), **given))  # a baseline name or file
     except RKSearchError as e:  # a field the user gave is named as its option; one the name implies is not
         raise as_option(e, {f: o for f, o in OPTIONS.items() if f in given}) from None
     info = conversion.to_dict(count)
@@ -67,19 +65,6 @@ def convert(
 OPTIONS = {"growth_rate": "-k", "T": "--T", "blocks": "--blocks", "init_channels": "--init-channels",
            "compression": "--compression", "block_config": "--block-config", "bottleneck": "--bottleneck",
            "attention": "--attention", "stem": "--stem", "input_size": "--input-size", "num_classes": "--num-classes"}
-
-
-def _source(network: str, fields: dict[str, Any]) -> "BaselineSpec":
-    """A baseline name, or a baseline spec file, with ``fields`` changed."""
-    from rksearch.arch.baselines import BaselineSpec, baseline_spec
-    from rksearch.arch.resolve import load_any_spec
-
-    if not network.endswith((".yaml", ".yml", ".json")) and not Path(network).is_file():
-        return baseline_spec(network, **fields)
-    spec = load_any_spec(network)
-    if not isinstance(spec, BaselineSpec):
-        raise RKSearchError("is an RKNet spec already; convert takes a DenseNet or CliqueNet", source=network)
-    return spec.replace(**fields) if fields else spec
 
 
 def _size(d: dict[str, Any]) -> str:

@@ -30,8 +30,9 @@ def run(
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
-    from rksearch.search.driver import default_storage, run_search
-    from rksearch.analysis.study import shown_url
+    from rksearch.search.driver import run_search
+    from rksearch.storage.folder import default_storage
+    from rksearch.storage.urls import shown_url
 
     space = load_space_with(space_file, sets, data_root, dataset)
     if dry_run:
@@ -81,7 +82,7 @@ def run(
 def _display(name: str, started: float) -> Iterator[tuple[Callable, Callable]]:
     """(on_update, notify) for a search: a live status line in a terminal; plain lines otherwise
     (a log file, a pipe): one per finished trial and a status line at least every minute."""
-    from rksearch.search.driver import summarise
+    from rksearch.search.progress import summarise
 
     def plain(line: str, markup: bool = False) -> None:
         out.print(line, markup=markup, highlight=False, soft_wrap=True)

@@ -52,10 +52,10 @@ def train(
     from rksearch.data import DataOptions, load_splits
     from rksearch.core.errors import RKSearchError, from_validation_error
     from rksearch.arch.resolve import resolve_any_spec
-    from rksearch.training.train import CHECKPOINT, TrainConfig, TrainingDiverged, check_fits, paper_recipe
-    from rksearch.training.train import train as train_spec
-
-    from rksearch.training.train import resolve_device
+    from rksearch.training.config import TrainConfig, paper_recipe
+    from rksearch.training.run import CHECKPOINT, check_fits
+    from rksearch.training.run import train as train_spec
+    from rksearch.training.trainer import TrainingDiverged, resolve_device
 
     # before anything starts: a machine without CUDA says so at once
     if resolve_device(device, "--device").type != "cuda" and cuda_graph:

@@ -47,7 +47,7 @@ def zc(
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
 ) -> None:
     """Score sampled specs without training: synflow, NASWOT, grad_norm, snip, FLOPs, params."""
-    from rksearch.training.train import resolve_device
+    from rksearch.training.trainer import resolve_device
     from rksearch.proxies.zerocost import DATA_FREE, check_names, proxy_batch, score_spec
 
     names = check_names(n.strip() for n in scores.split(",") if n.strip())

@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from rksearch.core.files import write_atomic
+
 CACHE_VERSION = 1
 
 
@@ -36,12 +38,9 @@ def cached(kind: str, signature: list, build: Callable[[], dict]) -> dict:
         except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
             pass
     data = build()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, tmp)
-        tmp.replace(path)
+        write_atomic(path, lambda tmp: torch.save(data, tmp), unique=True)  # workers may build it at once
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         warnings.warn(f"could not write the dataset cache {path}: {e}", stacklevel=2)
     return data

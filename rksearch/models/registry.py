@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec
-from rksearch.arch.resolve import AnySpec
 from rksearch.arch.count import Counts, rknet_count
-from rksearch.arch.rknet import RKNetSpec, with_fields
+from rksearch.arch.resolve import AnySpec, resolve_network
+from rksearch.arch.rknet import RKNetSpec
 from rksearch.core.errors import RKSearchError
 
 if TYPE_CHECKING:
@@ -75,13 +75,7 @@ def create_model(name_or_spec: str | Path | AnySpec, **fields: Any) -> nn.Module
     with ``growth_rate=36``, ``m=[2, 4, 8, 16]``, ``stem="imagenet"``, ...), a baseline
     (``densenet-bc-100``, ``cliquenet-t12-k36``) or ``resnet18``, the CIFAR ResNet-18 that
     ``rksearch bench`` measures against. A field a network does not have is an error."""
-    from rksearch.arch.resolve import resolve_network
-
-    if isinstance(name_or_spec, RKNetSpec):
-        return build_model(with_fields(name_or_spec, **fields))
-    if isinstance(name_or_spec, BaselineSpec):
-        return build_model(name_or_spec.replace(**fields) if fields else name_or_spec)
-    if str(name_or_spec).strip().lower() == "resnet18":
+    if isinstance(name_or_spec, (str, Path)) and str(name_or_spec).strip().lower() == "resnet18":
         from rksearch.models.resnet import resnet18_cifar
 
         wrong = sorted(set(fields) - set(RESNET18_FIELDS))

@@ -27,7 +27,7 @@ import optuna
 from rksearch.core.errors import RKSearchError
 from rksearch.space.search_space import SearchSpace
 from rksearch.arch.rknet import RKNetSpec
-from rksearch.training.train import resolve_device
+from rksearch.training.trainer import resolve_device
 from rksearch.proxies.zerocost import DATA_FREE, Batch, SpecScores, check_names, proxy_batch, score_spec
 
 MAX_MISSES = 1000  # consecutive draws that are infeasible or already taken before a space counts as exhausted

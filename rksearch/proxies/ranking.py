@@ -1,14 +1,14 @@
 """Rank statistics for asking whether a cheap measurement orders architectures like an expensive one.
 
-Pure Python on purpose: the samples are tens to a few thousand architectures, and the
-definitions (tau-b, average ranks for ties) are easier to trust written out than to import.
 Each function takes two equally long sequences of numbers (lists, tuples, 1-D tensors or
 arrays); a larger value means a better architecture. A correlation is NaN when one side is
-constant: there is no ranking to compare then, and 0 would claim there is one.
+constant: there is no ranking to compare then, and 0 would claim there is one. The statistics
+are scipy's (imported on first use, so that importing this module stays cheap).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -30,40 +30,14 @@ def _pair(a: Numbers, b: Numbers) -> tuple[list[float], list[float]]:
 
 def average_ranks(values: Numbers) -> list[float]:
     """Ranks 1..n, tied values sharing the mean of the ranks they span ([5, 7, 5] -> [1.5, 3, 1.5])."""
-    xs = [float(v) for v in values]
-    order = sorted(range(len(xs)), key=xs.__getitem__)
-    ranks = [0.0] * len(xs)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            ranks[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+    from scipy.stats import rankdata
 
-
-def _pearson(xs: list[float], ys: list[float]) -> float:
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    if sxx == 0 or syy == 0:
-        return math.nan
-    return sxy / math.sqrt(sxx * syy)
+    return rankdata([float(v) for v in values]).tolist()
 
 
 def spearman_rho(a: Numbers, b: Numbers) -> float:
     """Spearman's rho: the Pearson correlation of the average ranks."""
-    xs, ys = _pair(a, b)
-    return _pearson(average_ranks(xs), average_ranks(ys))
-
-
-def _sign(u: float, v: float) -> int:
-    # comparisons, not u - v: infinite scores (a singular NASWOT kernel gives -inf) still order
-    return (u > v) - (u < v)
+    return _correlation("spearmanr", a, b)
 
 
 def kendall_tau(a: Numbers, b: Numbers) -> float:
@@ -71,21 +45,22 @@ def kendall_tau(a: Numbers, b: Numbers) -> float:
 
     tau-b rather than tau-a because scores tie (FLOPs of equal architectures, accuracies rounded
     to a validation set's resolution), and tau-a would then never reach 1 for equal rankings.
-    O(n^2) pairs: a few thousand architectures take well under a second.
     """
+    return _correlation("kendalltau", a, b)  # scipy's default variant is tau-b
+
+
+def _correlation(name: str, a: Numbers, b: Numbers) -> float:
+    """scipy.stats' ``name`` statistic; NaN for a constant side without scipy's warning (documented above)."""
+    from scipy import stats
+
     xs, ys = _pair(a, b)
-    n = len(xs)
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            sx, sy = _sign(xs[i], xs[j]), _sign(ys[i], ys[j])
-            ties_a += sx == 0
-            ties_b += sy == 0
-            concordant += sx * sy > 0
-            discordant += sx * sy < 0
-    pairs = n * (n - 1) // 2
-    denom = math.sqrt((pairs - ties_a) * (pairs - ties_b))
-    return (concordant - discordant) / denom if denom else math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        r = float(getattr(stats, name)(xs, ys).statistic)
+    # scipy's rounding makes an equal ranking of 5 tau 0.9999999999999999: a perfect ranking is
+    # exactly +-1, as a threshold of 1 expects (an imperfect ranking of up to 10,000 architectures
+    # is further than 1e-12 from it)
+    return math.copysign(1.0, r) if abs(r) > 1 - 1e-12 else r
 
 
 def top_k(values: Numbers, k: int) -> list[int]:

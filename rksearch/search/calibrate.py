@@ -2,10 +2,10 @@
 
 N distinct feasible specs of the space are trained at every budget (epochs, or epochs x data
 fraction) and seed, through Ray Tune exactly as ``rksearch run`` trains (the same trainable
-:func:`rksearch.search.driver.run_trial`, the space's proxy, resources, concurrency and Ray address),
+:func:`rksearch.search.trial.run_trial`, the space's proxy, resources, concurrency and Ray address),
 into an Optuna study ``<out>/<name>-calibrate/optuna.db``: one trial per (spec, budget, seed).
 Running it again continues: runs already done with the same spec, proxy settings (those that
-change what is measured, see :func:`job_identity`), budget and seed are reused, failed and
+change what is measured, see :func:`~rksearch.search.calibrate_plan.job_identity`), budget and seed are reused, failed and
 missing ones are trained. Each budget is then compared with the
 largest one (:mod:`rksearch.proxies.fidelity`), the zero-cost scores beside them.
 
@@ -35,187 +35,24 @@ import yaml
 from optuna.trial import TrialState
 from ray.tune import Callback
 
+from rksearch.arch.rknet import RKNetSpec
 from rksearch.core.errors import RKSearchError
-from rksearch.proxies.fidelity import BudgetFidelity, Grid, ScoreFidelity, as_dict, budget_fidelity, column_means, fidelity_figure, finite, recommend, score_fidelity
-from rksearch.core.files import unwritable, write_text
-from rksearch.proxies.prescreen import Scorer, draw_feasible, proxy_errors
-from rksearch.training.proxy import ProxyConfig
-from rksearch.search.driver import PROXY_HOW, default_storage, driver_id, fail_stale_trials, init_ray, open_storage, prepare_study_dir, run_trial
-from rksearch.space.search_space import SearchSpace, parse_space
+from rksearch.core.files import write_text
 from rksearch.core.stopping import shielded, terminated
-from rksearch.arch.rknet import RKNetSpec, parse_yaml, read_text
+from rksearch.core.yamlio import parse_yaml, read_text
+from rksearch.proxies.fidelity import (BudgetFidelity, Grid, budget_fidelity, column_means, fidelity_figure, recommend,
+                                        score_fidelity)
+from rksearch.proxies.prescreen import Scorer, draw_feasible
 from rksearch.proxies.zerocost import SCORES, check_names
-
-DEFAULT_BUDGETS = "1,2,4,8,16"
-MIN_SAMPLE = 4  # below this a rank correlation takes a handful of values and says little
-FIGURE, REPORT = "calibration.html", "calibration.json"
-
-
-class CalibrationFailed(RKSearchError):
-    """Too few runs succeeded to compare rankings."""
-
-    exit_code = 1
-
-
-@dataclass(frozen=True)
-class Budget:
-    epochs: int
-    fraction: float = 1.0
-
-    @property
-    def label(self) -> str:
-        return str(self.epochs) if self.fraction == 1 else f"{self.epochs}x{self.fraction:g}"
-
-    @property
-    def cost(self) -> float:
-        return self.epochs * self.fraction
-
-
-def parse_budgets(text: str, source: str | Path | None = None) -> list[Budget]:
-    """``"1,2,4,8"`` or ``"4x0.25,4,16"`` (epochs x data fraction), sorted by cost; the largest unique."""
-
-    def fail(message: str) -> RKSearchError:
-        return RKSearchError(message, source=source, field="--budgets")
-
-    budgets = []
-    for token in (t.strip() for t in text.split(",")):
-        epochs, _, fraction = token.partition("x")
-        try:
-            budget = Budget(int(epochs), float(fraction) if fraction else 1.0)
-        except ValueError:
-            raise fail(f"{token!r} is not a budget: epochs (4) or epochs x data fraction (4x0.5)") from None
-        if budget.epochs < 1 or not 0 < budget.fraction <= 1:
-            raise fail(f"{token!r}: epochs must be >= 1 and the data fraction in (0, 1]")
-        if budget in budgets:
-            raise fail(f"{budget.label} is listed twice")
-        budgets.append(budget)
-    if len(budgets) < 2:
-        raise fail("give at least two budgets: every budget's ranking is compared with the largest one's")
-    budgets.sort(key=lambda b: b.cost)
-    if budgets[-1].cost == budgets[-2].cost:
-        raise fail(f"{budgets[-2].label} and {budgets[-1].label} cost the same: the largest budget (the reference) must be unique")
-    return budgets
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run: spec ``index`` at ``budget`` with ``proxy`` (its epochs, data and seed)."""
-
-    index: int
-    budget: Budget
-    seed: int
-    proxy: ProxyConfig
-    key: str
-
-
-@dataclass
-class Calibration:
-    """The report: every budget and score against the reference, and the recommendation."""
-
-    space: str
-    study_dir: Path
-    specs: list[str]
-    dropped: list[str]
-    seeds: list[int]
-    threshold: float
-    top_k: int
-    reference: str
-    budgets: list[BudgetFidelity]
-    scores: list[ScoreFidelity]
-    recommended: Optional[str]
-    warnings: list[str] = field(default_factory=list)
-    wrote: Optional[Path] = None
-    runs: int = 0  # runs the report rests on (specs x budgets x seeds)
-    reused: int = 0  # of those, finished by an earlier calibration in the folder, not trained again
-
-    def budget(self, label: str) -> BudgetFidelity:
-        return next(b for b in self.budgets if b.budget == label)
-
-    def to_dict(self) -> dict[str, Any]:
-        return finite({
-            "space": self.space, "study_dir": str(self.study_dir), "specs": self.specs, "dropped": self.dropped,
-            "seeds": self.seeds, "threshold": self.threshold, "top_k": self.top_k, "reference": self.reference,
-            "budgets": [as_dict(b) for b in self.budgets], "scores": [as_dict(s) for s in self.scores],
-            "recommended": self.recommended, "warnings": self.warnings,
-            "wrote": str(self.wrote) if self.wrote else None, "runs": self.runs, "reused": self.reused,
-        })
-
-
-# -- planning (every check before anything is written) ------------------------------------------
-
-def _check_options(space: SearchSpace, sample: int, seeds: int, threshold: float, top_k: Optional[int],
-                   write_space: Optional[Path]) -> int:
-    def fail(name: str, message: str) -> RKSearchError:
-        return RKSearchError(message, source=space.source, field=name)
-
-    if sample < MIN_SAMPLE:
-        raise fail("--sample", f"{sample} specs are too few to compare rankings; sample at least {MIN_SAMPLE}")
-    if seeds < 1:
-        raise fail("--seeds", f"must be at least 1, got {seeds}")
-    if not -1 <= threshold <= 1:
-        raise fail("--threshold", f"a Kendall tau lies in [-1, 1], got {threshold:g}")
-    k = top_k if top_k is not None else max(2, sample // 4)
-    if not 1 <= k <= sample:
-        raise fail("--top-k", f"must be in 1..{sample} (the sampled specs), got {k}")
-    if write_space is not None:
-        if space.source is None:
-            raise fail("--write-space", "the space was not read from a file, so there is nothing to copy")
-        if write_space.resolve() == space.source.resolve():
-            raise fail("--write-space", f"{write_space} is the input space: write the calibrated copy elsewhere")
-        why = unwritable(write_space)  # before the training, not after it
-        if why:
-            raise fail("--write-space", f"{write_space}: {why}")
-    return k
-
-
-def _train_images(space: SearchSpace, specs: list[RKNetSpec]) -> int:
-    """Training images the proxy reads; checks the proxy's data and the specs' fit on it first."""
-    from rksearch.data import load_dataset, split_dataset
-    from rksearch.training.train import check_fits
-
-    p = space.proxy
-    with proxy_errors(space):
-        splits = split_dataset(load_dataset(p.dataset, p.root), val_size=p.val_size, train_subset=p.train_subset,
-                               val_subset=p.val_subset, test_subset=None, seed=p.seed)
-    try:
-        check_fits(specs[0], splits.dataset)
-    except RKSearchError as e:
-        raise RKSearchError(e.message, source=space.source, field=f"network.{e.field}") from None
-    return len(splits.train)
-
-
-def plan(space: SearchSpace, specs: list[RKNetSpec], budgets: list[Budget], seeds: int) -> list[Job]:
-    """Every (spec, budget, seed) run, the costliest first (concurrent slots finish together)."""
-    images = _train_images(space, specs)
-    jobs = []
-    for budget in sorted(budgets, key=lambda b: -b.cost):
-        for i, spec in enumerate(specs):
-            for s in range(seeds):
-                update: dict[str, Any] = {"epochs": budget.epochs, "seed": space.proxy.seed + s}
-                if budget.fraction < 1:
-                    update["train_subset"] = max(1, round(images * budget.fraction))
-                proxy = space.proxy.model_copy(update=update)
-                key = json.dumps({"spec": spec.to_json(), "proxy": proxy.model_dump()}, sort_keys=True)
-                jobs.append(Job(i, budget, space.proxy.seed + s, proxy, job_identity(key)))
-    return jobs
-
-
-def job_identity(key: str) -> str:
-    """What makes two runs the same measurement: the spec and the proxy fields that change what
-    is computed. How a run trains (device, compile, CUDA graphs, ...) and fields left at their
-    defaults are left out, so a run recorded before a proxy field existed, or on another machine,
-    is still reused. Recorded keys are read through this too."""
-    job = json.loads(key)
-    proxy = {k: v for k, v in job.get("proxy", {}).items() if k not in PROXY_HOW
-             and not (k in ProxyConfig.model_fields and v == ProxyConfig.model_fields[k].default)}
-    return json.dumps({**job, "proxy": proxy}, sort_keys=True)
-
-
-def _done(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
-    """The completed runs of the calibration study by their job identity."""
-    return {job_identity(t.user_attrs["job"]): t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "job" in t.user_attrs}
-
+from rksearch.search.calibrate_plan import (DEFAULT_BUDGETS, FIGURE, REPORT, Budget, Calibration, CalibrationFailed, Job,
+                                            check_options, done_runs, parse_budgets, plan)
+from rksearch.search.cluster import init_ray
+from rksearch.search.liveness import driver_id, fail_stale_trials
+from rksearch.search.study_dir import prepare_study_dir
+from rksearch.search.trial import injected_fault, run_trial
+from rksearch.space.search_space import SearchSpace, parse_space
+from rksearch.storage.folder import default_storage
+from rksearch.storage.open import open_storage
 
 # -- running -----------------------------------------------------------------------------------
 
@@ -296,7 +133,8 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
 
     trials = {n: _ask(study, space, job, params[job.index], specs[job.index], scores[job.index]) for n, job in enumerate(jobs)}
     configs = [{"spec": specs[job.index].to_dict(), "proxy": job.proxy.model_dump(), "objectives": ["accuracy"],
-                "trial_number": trials[n].number} for n, job in enumerate(jobs)]
+                "trial_number": trials[n].number, "fault": injected_fault(trials[n].number)}
+               for n, job in enumerate(jobs)]
     recorder = _Recorder(study, trials, on_update)
     init_ray(address or space.search.address, space)
     resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
@@ -325,7 +163,7 @@ def _assess(space: SearchSpace, study: optuna.Study, jobs: list[Job], specs: lis
             seeds: list[int], scores: list[dict[str, float]], score_seconds: list[dict[str, float]],
             threshold: float, k: int, study_dir: Path) -> Calibration:
     """The report, read back from the study: only specs with a result at every budget and seed."""
-    done = _done(study)
+    done = done_runs(study)
     run = {(j.index, j.budget, j.seed): done.get(j.key) for j in jobs}
     keep = [i for i in range(len(specs)) if all(t is not None for (idx, _, _), t in run.items() if idx == i)]
     dropped = [specs[i].name for i in range(len(specs)) if i not in keep]
@@ -422,7 +260,7 @@ def calibrate(
     if isinstance(budgets, str):
         budgets = parse_budgets(budgets, space.source)
     write_space = Path(write_space) if write_space is not None else None
-    k = _check_options(space, sample, seeds, threshold, top_k, write_space)
+    k = check_options(space, sample, seeds, threshold, top_k, write_space)
     try:
         names = check_names(scores)
     except RKSearchError as e:
@@ -443,7 +281,7 @@ def calibrate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy"])
-    done = _done(study)
+    done = done_runs(study)
     pending = [j for j in jobs if j.key not in done]
     if pending:
         _train(space, study, pending, params, specs, [s.values for s in scored], address, on_update)

@@ -106,7 +106,7 @@ def estimate(space: SearchSpace, *, trials: int | None = None, samples: int = 30
     import torch
 
     from rksearch.training.bench import BenchOptions, Candidate, measure
-    from rksearch.training.train import resolve_device
+    from rksearch.training.trainer import resolve_device
 
     rng = random.Random(seed)
     specs = sorted((s for s in (space.sample(rng) for _ in range(samples)) if space.feasible(s)),

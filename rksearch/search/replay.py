@@ -75,7 +75,7 @@ def _load(path: str, field: str) -> Table:
     import numpy as np
     import pandas as pd
 
-    from rksearch.arch.rknet import parse_name
+    from rksearch.arch.names import parse_name
 
     file = Path(path)
     if not file.is_file():

@@ -2,8 +2,8 @@
 
 A search-quality benchmark replays thousands of searches; starting a Ray Tune trial for each
 replayed epoch costs more than the search itself. :func:`simulate` drives the real
-:class:`~rksearch.search.driver.RKSearcher` (the space's sampler, its rejection and duplicate rules)
-and the real ASHA scheduler of :func:`~rksearch.search.driver.make_scheduler` with one trial at a time,
+:class:`~rksearch.search.searcher.RKSearcher` (the space's sampler, its rejection and duplicate rules)
+and the real ASHA scheduler of :func:`~rksearch.search.asha.make_scheduler` with one trial at a time,
 the table's learning curves as results, into an in-memory Optuna study. With concurrency 1 and
 the same seed it proposes the same specs and prunes the same trials as the Ray path
 (tests/test_replay.py shows it); its clock is the table's cost, summed over the trials.
@@ -22,7 +22,10 @@ from ray.tune.search import Searcher
 
 from rksearch.search.replay import Table, replay_results
 from rksearch.core.errors import RKSearchError
-from rksearch.search.driver import RKSearcher, driver_id, make_scheduler, seed_queue
+from rksearch.search.asha import make_scheduler
+from rksearch.search.liveness import driver_id
+from rksearch.search.samplers import seed_queue
+from rksearch.search.searcher import RKSearcher
 from rksearch.space.search_space import SearchSpace
 
 

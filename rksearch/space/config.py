@@ -12,10 +12,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from rksearch.core.objectives import DEFAULT_OBJECTIVES, OBJECTIVES
 from rksearch.space.domain import Checker
-
-OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize",
-              "latency": "minimize", "throughput": "maximize"}
 
 _SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 _QUANTITY = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKMGT]?)\s*$")
@@ -108,12 +106,12 @@ class SearchConfig(_Strict):
 
 def parse_objectives(raw: Any, chk: Checker) -> tuple[str, ...]:
     if raw is None:
-        return ("accuracy", "flops")
+        return DEFAULT_OBJECTIVES
     if not isinstance(raw, list) or not raw:
         raise chk.fail("objectives", "expected a list such as [accuracy, flops]")
     for i, name in enumerate(raw):
         if name not in OBJECTIVES:
-            allowed = ", ".join(f"{o} ({d[:3]})" for o, d in OBJECTIVES.items())
+            allowed = ", ".join(f"{o.name} ({o.sense})" for o in OBJECTIVES.values())
             raise chk.fail(f"objectives.{i}", f"unknown objective {name!r}; allowed: {allowed}")
         if name in raw[:i]:
             raise chk.fail(f"objectives.{i}", f"{name} is listed twice")

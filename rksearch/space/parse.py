@@ -13,13 +13,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from rksearch.arch.baselines import BaselineSpec, baseline_spec
-from rksearch.space.domain import Checker, Domain
+from rksearch.arch.names import parse_name
+from rksearch.arch.rknet import GLOBAL_FIELDS, PERIOD_FIELDS, PeriodSpec, RKNetSpec
 from rksearch.core.errors import RKSearchError
-from rksearch.arch.rknet import PeriodSpec, RKNetSpec, parse_name
+from rksearch.space.domain import Checker, Domain
 
-PERIOD_FIELDS = ("method", "stages", "steps", "growth_rate", "m")
 FIXED_FIELDS = ("stem", "in_channels", "num_classes", "input_size")
-GLOBAL_FIELDS = ("bottleneck", "attention", "multiscale", "dropout")
 CANDIDATE_FIELDS = ("growth_rate", "m")  # what a spec name does not carry
 NAME_FLAGS = {"attention": "A", "bottleneck": "B"}  # what it does
 

@@ -29,9 +29,11 @@ from rksearch.space.domain import Checker, Domain
 from rksearch.core.errors import RKSearchError, from_validation_error
 from rksearch.space.overrides import apply_overrides, blame
 from rksearch.training.proxy import ProxyConfig
-from rksearch.space.config import OBJECTIVES, Constraints, SearchConfig, parse_objectives, parse_reference_point
-from rksearch.space.parse import GLOBAL_FIELDS, PERIOD_FIELDS, Baseline, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_baselines, parse_candidates, parse_network, parse_periods
-from rksearch.arch.rknet import RKNetSpec, parse_yaml, read_text
+from rksearch.core.objectives import OBJECTIVES
+from rksearch.space.config import Constraints, SearchConfig, parse_objectives, parse_reference_point
+from rksearch.space.parse import Baseline, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_baselines, parse_candidates, parse_network, parse_periods
+from rksearch.arch.rknet import GLOBAL_FIELDS, PERIOD_FIELDS, RKNetSpec
+from rksearch.core.yamlio import parse_yaml, read_text
 
 if TYPE_CHECKING:
     import optuna
@@ -111,7 +113,7 @@ class SearchSpace:
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self._objectives]
+        return [OBJECTIVES[o].direction for o in self._objectives]
 
     @property
     def reference_point(self) -> dict[str, float] | None:

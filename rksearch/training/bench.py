@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rksearch.models.registry import build_model, count
-from rksearch.training import cudagraph
 from rksearch.core.errors import RKSearchError
+from rksearch.models.registry import build_model, count
 from rksearch.training.memory import MemoryProbe
-from rksearch.training.train import resolve_device
+from rksearch.training.step import TrainStep, sgd
+from rksearch.training.trainer import resolve_device
 
 AMPS = ("auto", "bf16", "off")
 IMPLS = {  # --impl: how every BN-ReLU-conv computes (rksearch.models.layers.Impl), never what
@@ -186,8 +185,9 @@ class Measurement:
         return {prefix + k: v for k, v in d.items()}
 
 
-class _Trainer:
-    """One candidate's training step on fixed random inputs on the device."""
+class StepTimer:
+    """One candidate's :class:`~rksearch.training.step.TrainStep` on fixed random inputs on the device,
+    and its timing."""
 
     def __init__(self, c: Candidate, opts: BenchOptions, device: torch.device):
         self.device, self.opts = device, opts
@@ -195,42 +195,22 @@ class _Trainer:
         self.model = c.model.to(device=device, memory_format=fmt).train()
         self.x = torch.randn(opts.batch_size, *c.input_shape, device=device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, c.num_classes, (opts.batch_size,), device=device)
-        # the trainer's SGD (multi-tensor; fused, its learning rate in a device tensor, under a CUDA
-        # graph); a small learning rate keeps random-label training finite, as NaNs and denormals
-        # would skew CPU timings
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4,
-                                   nesterov=True, foreach=not opts.cuda_graph, fused=opts.cuda_graph or None)
-        if opts.cuda_graph:
-            cudagraph.lr_tensor(self.opt, device)
-        self.forward: Callable[[Tensor], Tensor] = self.model
+        # the trainer's SGD, multi-tensor (fused under a CUDA graph); a small learning rate keeps
+        # random-label training finite, as NaNs and denormals would skew CPU timings
+        optimizer = sgd(self.model.parameters(), device, graphed=opts.cuda_graph, foreach=not opts.cuda_graph,
+                        lr=1e-3, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        forward: Callable[[Tensor], Tensor] = self.model
         if opts.compile:
-            mode = None if opts.compile_mode == "default" else opts.compile_mode
-            self.forward = torch.compile(self.model, mode=mode)
-        self.mark_step = opts.compile and opts.compile_mode in ("reduce-overhead", "max-autotune")
-        self.graph: Optional[torch.cuda.CUDAGraph] = self._capture() if opts.cuda_graph else None
-
-    def _eager_step(self) -> None:
-        if self.mark_step:  # CUDA graphs: this step may overwrite the last step's outputs
-            torch.compiler.cudagraph_mark_step_begin()
-        self.opt.zero_grad(set_to_none=True)
-        # a CUDA graph must not keep autocast's weight casts from its capture
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opts.amp == "bf16",
-                            cache_enabled=not self.opts.cuda_graph):
-            loss = F.cross_entropy(self.forward(self.x), self.y)
-        loss.backward()
-        self.opt.step()
-
-    def _capture(self) -> torch.cuda.CUDAGraph:
-        """Each replay recomputes the gradients into the same tensors and applies SGD."""
-        for _ in range(cudagraph.WARMUP_STEPS):
-            cudagraph.on_side_stream(self._eager_step)
-        return cudagraph.capture(self._eager_step)
+            forward = torch.compile(self.model, mode=None if opts.compile_mode == "default" else opts.compile_mode)
+        # the step reads x and y in place: a captured step copies no batch in
+        self.train_step = TrainStep(self.model, optimizer, amp=opts.amp == "bf16", graphed=opts.cuda_graph,
+                                    forward=forward, inputs=(self.x, self.y),
+                                    mark_step=opts.compile and opts.compile_mode in ("reduce-overhead", "max-autotune"))
+        if opts.cuda_graph:
+            self.train_step.capture()
 
     def step(self) -> None:
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self._eager_step()
+        self.train_step(self.x, self.y)
 
     def time(self, n: int) -> float:
         """Seconds per step over ``n`` steps, timed on the device (or on this thread's CPU clock,
@@ -250,13 +230,13 @@ class _Trainer:
         return (clock() - t0) / n
 
 
-def _warm_runtime(candidates: list[Candidate], opts: BenchOptions, device: torch.device) -> None:
+def warm_runtime(candidates: list[Candidate], opts: BenchOptions, device: torch.device) -> None:
     """A batch-2 eager step of a copy of every candidate first, so that the first one's memory does
     not carry the runtime's one-off costs: library code paged in, thread pools, cuDNN and cuBLAS handles."""
     with torch.backends.cudnn.flags(enabled=True, benchmark=False):  # no autotuning for batch 2
         for c in candidates:
             tiny = replace(opts, **{**c.tweaks, "batch_size": 2, "compile": False, "cuda_graph": False})
-            _Trainer(replace(c, model=copy.deepcopy(c.model)), tiny, device).step()
+            StepTimer(replace(c, model=copy.deepcopy(c.model)), tiny, device).step()
 
 
 def measure(candidates: list[Candidate], options: BenchOptions) -> list[Measurement]:
@@ -266,22 +246,22 @@ def measure(candidates: list[Candidate], options: BenchOptions) -> list[Measurem
     device = torch.device(opts.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
-    _warm_runtime(candidates, opts, device)
-    trainers, results = [], []
+    warm_runtime(candidates, opts, device)
+    timers, results = [], []
     for c in candidates:
         probe = MemoryProbe(device)
         t0 = time.perf_counter()
-        t = _Trainer(c, replace(opts, **c.tweaks), device)
+        t = StepTimer(c, replace(opts, **c.tweaks), device)
         for _ in range(t.opts.warmup):
             t.step()
         t.time(1)
         warmup_s = time.perf_counter() - t0
         probe.reset_peak()
         t.time(1)
-        trainers.append(t)
+        timers.append(t)
         results.append(Measurement(c.label, t.opts.batch_size, c.forward_flops, c.params, probe.peak_bytes(), warmup_s))
     for _ in range(opts.repeats):
-        for t, r in zip(trainers, results):
+        for t, r in zip(timers, results):
             r.step_s.append(t.time(t.opts.steps))
     return results
 

@@ -7,45 +7,36 @@ import sys
 import time
 import warnings
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from rksearch.models.registry import count
-from rksearch.training.config import DATASET_NAMES, check_graphable
+from rksearch.training.config import DATASET_NAMES, TrainConfig, TrainOptions
 
 if TYPE_CHECKING:  # the config loads with a space, without torch; the training imports it
     from rksearch.arch.resolve import AnySpec
     from rksearch.data import Dataset
+    from rksearch.training.trainer import EpochMetrics
 
 
-class ProxyConfig(BaseModel):
+class ProxyConfig(TrainOptions):
     """How a candidate is trained during a search (the ``proxy:`` section of a space).
 
     The proxy may shrink the candidate (fewer epochs, data subsets, ``width`` multiplying every
     growth rate) but always reports the FLOPs and params of the full spec beside those of what
-    it trained.
+    it trained. Flat on purpose (no nested training config): the ``proxy:`` YAML and a study's
+    recorded ``proxy``, which a continued study compares key by key, keep one shape.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=128, ge=1)
     dataset: str = "demo"
     root: Optional[str] = None
     train_subset: Optional[int] = Field(default=None, ge=1, description="training images used (after the val split)")
     val_size: int = Field(default=500, ge=1, description="images carved out of the training set for validation")
     val_subset: Optional[int] = Field(default=None, ge=1)
-    epochs: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=0.1, gt=0)
     width: float = Field(default=1.0, gt=0, description="multiplier on every growth rate (and a baseline's stem width)")
-    augment: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "bf16", "off"] = "auto"
-    compile: bool = False
-    cudnn_benchmark: bool = Field(default=True, description="see TrainConfig.cudnn_benchmark")
-    static_shapes: bool = Field(default=True, description="see TrainConfig.static_shapes")
-    cuda_graph: bool = Field(default=False, description="see TrainConfig.cuda_graph")
-    seed: int = 0
 
     @field_validator("dataset")
     @classmethod
@@ -55,10 +46,11 @@ class ProxyConfig(BaseModel):
             raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
         return name
 
-    @model_validator(mode="after")
-    def _graphable(self) -> "ProxyConfig":
-        check_graphable(self)
-        return self
+    def train_config(self, seed: Optional[int] = None) -> TrainConfig:
+        """The training this proxy runs: the paper's recipe with the options a proxy shares
+        (``seed``, where given, replaces the proxy's own for the training only)."""
+        shared = self.model_dump(include=set(TrainOptions.model_fields))
+        return TrainConfig(**{**shared, **({} if seed is None else {"seed": seed})})
 
 
 @lru_cache(maxsize=2)
@@ -127,24 +119,20 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
     tabulated benchmark keeps one split and varies only ``train_seed``.
     """
     from rksearch.data import split_dataset
-    from rksearch.training.train import EpochMetrics, TrainConfig, fit
+    from rksearch.training.run import fit
 
     start = time.perf_counter()
     use_assigned_cpus()
     trained = spec.scaled(cfg.width)
     splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, augment=cfg.augment,
-                            device=cfg.device, amp=cfg.amp, compile=cfg.compile, cudnn_benchmark=cfg.cudnn_benchmark,
-                            static_shapes=cfg.static_shapes, cuda_graph=cfg.cuda_graph,
-                            seed=cfg.seed if train_seed is None else train_seed)
 
     def on_epoch(m: EpochMetrics) -> None:
         report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
                 "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
                 "elapsed": m.seconds})
 
-    result = fit(trained, splits, train_cfg, on_epoch=on_epoch if report else None)
+    result = fit(trained, splits, cfg.train_config(train_seed), on_epoch=on_epoch if report else None)
     full, small = count(spec), count(trained)
     last = result.history[-1]
     return {

@@ -1,0 +1,44 @@
+"""What a search records of its trials: their outcomes, the run's tally, and the count of trials done."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import optuna
+
+from rksearch.arch.resolve import AnySpec
+from rksearch.core.errors import RKSearchError
+from rksearch.storage.baseline_study import is_baseline
+
+# trial outcomes, recorded as the user attr "outcome"; trained and pruned trials count as done
+TRAINED, PRUNED, FAILED, REJECTED, DUPLICATE = "trained", "pruned", "failed", "rejected", "duplicate"
+DONE = (TRAINED, PRUNED)
+
+
+class SearchAborted(RKSearchError):
+    """The search stopped itself (too many failures, an exhausted space)."""
+
+    exit_code = 1
+
+
+def spec_key(spec: AnySpec) -> str:
+    return spec.to_json()
+
+
+@dataclass
+class Tally:
+    """What happened in this run, for the live display and the failure bound."""
+
+    trained: int = 0
+    pruned: int = 0
+    baselines: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    train_seconds: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+
+def count_done(study: optuna.Study) -> int:
+    """Searched trials done: what ``search.trials`` counts (baselines come on top)."""
+    return sum(t.user_attrs.get("outcome") in DONE and not is_baseline(t.user_attrs)
+               for t in study.get_trials(deepcopy=False))
