@@ -122,6 +122,15 @@ def run(args: argparse.Namespace) -> dict:
 
     space = load_space(args.space)
     table = load_table(args.table, field="table")
+    if args.table_seeds:  # e.g. a table still being built: the training seeds every spec has
+        import dataclasses
+
+        curves = {n: {k: c for k, c in seeds.items() if k in args.table_seeds} for n, seeds in table.curves.items()}
+        missing = sorted(n for n, seeds in curves.items() if not seeds)
+        if missing:
+            raise RKSearchError(f"{len(missing)} specs have none of the training seeds {args.table_seeds} "
+                                f"(e.g. {missing[0]})", field="--table-seeds")
+        table = dataclasses.replace(table, curves=curves)
     check_replayable(space, table)
     epochs = space.proxy.epochs
     ref = (space.reference_point["accuracy"], space.reference_point["flops"])
@@ -149,7 +158,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{strategy:>12}: " + "  ".join(f"{k} {v['iqm']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                                                for k, v in at.items())
               + f"  ({results[strategy]['seconds']:.0f} s)", flush=True)
-    return {"space": str(args.space), "table": str(args.table), "specs": len(table.curves), "seeds": args.seeds,
+    return {"space": str(args.space), "table": str(args.table), "table_seeds": args.table_seeds,
+            "specs": len(table.curves), "seeds": args.seeds,
             "budget_seconds": budget, "budget_of_table": args.budget, "table_cost_seconds": judge.table_cost,
             "reference": ref, "cost_axis": [c / judge.table_cost for c in fine], "strategies": results}
 
@@ -179,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=0.5, help="total cost, as a share of training the whole table")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--out", type=Path, default=None, help="folder for report.json and figure.html")
+    parser.add_argument("--table-seeds", type=int, nargs="+", default=None,
+                        help="use only these training seeds of the table (default: all)")
     args = parser.parse_args(argv)
     if args.seeds < 2 or not 0 < args.budget <= 10 or not math.isfinite(args.budget):
         print("error: --seeds must be at least 2 and --budget in (0, 10]", file=sys.stderr)

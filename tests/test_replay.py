@@ -234,3 +234,14 @@ def test_simulate_queues_a_grid_as_the_search_does(tmp_path: Path) -> None:
     names = [t.user_attrs["name"] for t in ran]
     assert len(names) == 12 and len(set(names)) == 12 and all(t.state.name == "COMPLETE" for t in ran)
     assert names == [space.spec_from_params(p).name for p in list(space.enumerate_params())[:12]]
+
+
+def test_simulate_ends_when_every_spec_is_trained(tmp_path: Path) -> None:
+    """A budget beyond the table: the replay stops once the space is exhausted (every feasible spec
+    trained), as a finished search, instead of failing on the sampler's endless repeats."""
+    space = load_space(write_space(tmp_path, search__sampler="random"))
+    table = load_table(write_table(tmp_path, tmp_path / "tiny.yaml"))
+    sim = simulate(space, table, seed=3, budget=1e12)
+    trained = {t.user_attrs["name"] for t in sim.study.trials if t.state.name in ("COMPLETE", "PRUNED")}
+    assert len(trained) == len(list(space.enumerate_params())) == 64
+    assert sim.cost < 1e12

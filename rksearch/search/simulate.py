@@ -24,6 +24,7 @@ from rksearch.search.replay import Table, replay_results
 from rksearch.core.errors import RKSearchError
 from rksearch.search.asha import make_scheduler
 from rksearch.search.liveness import driver_id
+from rksearch.search.records import SearchAborted
 from rksearch.search.samplers import seed_queue
 from rksearch.search.searcher import RKSearcher
 from rksearch.space.search_space import SearchSpace
@@ -44,8 +45,9 @@ class Simulated:
 def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budget: float = math.inf,
              trials: int | None = None) -> Simulated:
     """Replay a search of ``space`` against ``table`` until its cost reaches ``budget`` seconds
-    (the trial that crosses it is charged in full) or ``trials`` searched trials are done (default:
-    the space's ``search.trials`` when no budget is given). ``seed`` replaces the space's seed."""
+    (the trial that crosses it is charged in full), ``trials`` searched trials are done (default:
+    the space's ``search.trials`` when no budget is given) or every feasible spec is trained (a
+    search with ASHA on a small table can get there). ``seed`` replaces the space's seed."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if seed is not None:
         space = dataclasses.replace(space, search=space.search.model_copy(update={"seed": seed}))
@@ -63,7 +65,10 @@ def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budge
     while spent < budget:
         trial_id = f"sim{n}"
         n += 1
-        config = searcher.suggest(trial_id)
+        try:
+            config = searcher.suggest(trial_id)
+        except SearchAborted:  # every feasible spec trained: a finished search, not a failed one
+            break
         if config is None or config == Searcher.FINISHED:
             break
         spent += _run(searcher, scheduler, trial_id, config, costs)
