@@ -3,8 +3,9 @@
 
 A search run in this process (``rksearch_cli("run", ...)`` or ``run_search``) joins the session's
 Ray (``ray_session``): it costs a cold interpreter and a ``ray.init`` less than ``rksearch run`` in
-a subprocess (about 20 s on 2 busy cores). Keep a subprocess for what only one shows: signals,
-SIGKILL, exit statuses of the installed entry point, a Ray of its own, two drivers at once.
+a subprocess (about 13 s wall, 8 s CPU on 2 cores at load 4). Keep a subprocess for what only one
+shows: signals, SIGKILL, exit statuses of the installed entry point, a Ray of its own, two drivers
+at once.
 """
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.register_profile("fast", max_examples=25)
     if "not slow" in (config.getoption("markexpr", "") or "") and not os.environ.get("HYPOTHESIS_PROFILE"):
         settings.load_profile("fast")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Torch in this process on one thread, as test_bench.py and test_models.py set it when collected
+    (so a file run alone is timed as in the suite): on 2 shared cores two threads contend (the 40
+    random specs of test_count.py: 2 s on one thread, 25 s and more on two). Subprocesses and Ray
+    workers keep their own settings."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def ray_is_up() -> bool:
@@ -92,14 +103,14 @@ def demo_space(tmp_path: Path) -> Callable[..., Path]:
 def run_rksearch(*args: str, env: dict | None = None, cwd: Path | None = None,
                  timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m rksearch ARGS`` in a process of its own (``env`` on top of this one's)."""
-    return subprocess.run([sys.executable, "-m", "rksearch", *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env={**os.environ, **(env or {})})
+    return subprocess.run([sys.executable, "-m", "rksearch", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")
 def rksearch() -> Callable[..., subprocess.CompletedProcess]:
     """``rksearch(*args, env=None, cwd=None, timeout=600)``: the command in a process of its own
-    (the installed entry point, a cold start: about 7 s of imports here before any work)."""
+    (the installed entry point, a cold start: 2-6 s of imports on 2 busy cores before any work)."""
     return run_rksearch
 
 
@@ -126,7 +137,7 @@ def rksearch_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             captured = capsys.readouterr()
-        assert ray_is_up() == ray_before, f"rksearch {' '.join(args)} started Ray: give the test the ray_session fixture"
+        assert ray_is_up() == ray_before, f"rksearch {' '.join(args)} started Ray: give the test ray_session"
         return subprocess.CompletedProcess(args, code, captured.out, captured.err)
 
     return call

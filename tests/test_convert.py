@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -152,8 +150,8 @@ def test_cli_errors(capsys, args: list[str], message: str) -> None:
     assert rc == 2 and message in err
 
 
-def test_entry_point_error_is_one_line() -> None:
-    r = subprocess.run([sys.executable, "-m", "rksearch", "convert", "densenet-bc-100"],
-                       capture_output=True, text=True, timeout=120)
+def test_entry_point_error_is_one_line(rksearch) -> None:
+    """The installed entry point, in a process of its own (conftest.py)."""
+    r = rksearch("convert", "densenet-bc-100", timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error: block_config: block 1: 16 growths") and r.stderr.count("\n") == 1

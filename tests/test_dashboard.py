@@ -127,6 +127,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a writer process committing 15 trials 0.3 s apart while the dashboard polls
 def test_reading_never_fails_the_writer(study) -> None:
     """A search process commits trials while the dashboard keeps reading the same SQLite study."""
     n = 15

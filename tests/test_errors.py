@@ -115,16 +115,17 @@ CASES = [
 
 
 NEEDS_RAY = {("run", "too_many_cpus.yaml"), ("run", "many_gpus.yaml")}
-"""Cases refused once Ray tells the cluster's resources: in this process on the session's Ray."""
+"""Cases refused once Ray tells the cluster's resources (marked slow: Ray starts for them); the
+rest are refused before Ray starts."""
 OWN_PROCESS = {("run", "too_many_cpus.yaml")}
-"""The installed entry point in a process of its own, a cold start and a Ray of its own (slow):
-exit status 2 and one line from ``python -m rksearch`` itself. The other cases run in this
-process (``rksearch_cli``), a fraction of a second each."""
+"""The installed entry point in a process of its own, a cold start and a Ray of its own: exit
+status 2 and one line from ``python -m rksearch`` itself. The other cases run in this process
+(``rksearch_cli``), a fraction of a second each; ``many_gpus`` on the session's Ray."""
 
 
 def case(command: str, key: str | None, extra: list[str], needle: str):
     return pytest.param(command, key, extra, needle, id=f"{command}-{key or extra[0]}",
-                        marks=[pytest.mark.slow] if (command, key) in OWN_PROCESS else [])
+                        marks=[pytest.mark.slow] if (command, key) in NEEDS_RAY else [])
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

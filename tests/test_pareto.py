@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -375,11 +373,10 @@ def test_pareto_command(studies, rk, tmp_path) -> None:
     assert code == 0 and "objectives: accuracy (max), params (min)" in out and "derived for params" in out
 
 
-def test_pareto_table_in_a_terminal(studies) -> None:
-    """The real console script: exit 0, every front member's name in full."""
-    env = {**os.environ, "COLUMNS": "200"}
-    r = subprocess.run([sys.executable, "-m", "rksearch", "pareto", str(studies / "demo")], capture_output=True,
-                       text=True, timeout=120, env=env)
+def test_pareto_table_in_a_terminal(studies, rksearch) -> None:
+    """The real console script (a process of its own: rich reads COLUMNS when it starts): exit 0,
+    every front member's name in full."""
+    r = rksearch("pareto", studies / "demo", env={"COLUMNS": "200"}, timeout=120)
     assert r.returncode == 0, r.stderr
     for name in front(load_study(studies / "demo")).members["name"]:
         assert name in r.stdout

@@ -236,6 +236,7 @@ def test_simulate_queues_a_grid_as_the_search_does(tmp_path: Path) -> None:
     assert names == [space.spec_from_params(p).name for p in list(space.enumerate_params())[:12]]
 
 
+@pytest.mark.slow  # the sampler's repeats until all 64 specs are trained: about 10 s
 def test_simulate_ends_when_every_spec_is_trained(tmp_path: Path) -> None:
     """A budget beyond the table: the replay stops once the space is exhausted (every feasible spec
     trained), as a finished search, instead of failing on the sampler's endless repeats."""

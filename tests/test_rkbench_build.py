@@ -62,6 +62,7 @@ def ray_cluster(ray_session):
     return ray_session
 
 
+@pytest.mark.slow  # 8 real trainings on Ray, then the resume's 5
 def test_tiny_build_then_resume_retrains_nothing_finished(tmp_path, ray_cluster, capsys):
     space_file = tiny_space(tmp_path)
     out = tmp_path / "table.csv"
@@ -119,6 +120,7 @@ def test_tiny_build_then_resume_retrains_nothing_finished(tmp_path, ray_cluster,
     assert "seeds 0 vs 1, final epoch, 4 specs: Kendall tau" in printed and "Spearman" in printed
 
 
+@pytest.mark.slow  # real trainings on Ray
 def test_a_half_written_curve_is_trained_again_and_a_changed_proxy_is_refused(tmp_path, ray_cluster, capsys):
     space_file = tiny_space(tmp_path)
     out = tmp_path / "table.csv"

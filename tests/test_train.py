@@ -73,6 +73,8 @@ def test_schedule_divides_lr_at_half_and_three_quarters(small_splits) -> None:
     assert [m.epoch for m in result.history] == [1, 2, 3, 4]
 
 
+# two real 3-epoch trainings (slow); the fast run resumes in test_graphed_training_equals_eager_and_resumes_either_way
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path, small_splits) -> None:
     cfg = TrainConfig(epochs=3, batch_size=64, device="cpu")  # dropout and augmentation: every RNG matters
     train(DROPPY, small_splits, cfg, tmp_path / "a", data=SMALL_DATA)
