@@ -33,7 +33,7 @@ FRACTIONS = (0.10, 0.25, 0.50, 1.00)
 STRATEGIES = ("random", "random+asha", "tpe", "tpe+asha", "nsga2", "nsga2+asha")
 
 
-# -- statistics (hand-checked in tests/test_search_quality.py) -------------------------------
+# -- statistics (hand-checked in tests/benchmarks/test_search_quality.py) -------------------------------
 
 def iqm(values: np.ndarray) -> float:
     """Interquartile mean: the mean of the middle 50 % (scipy's trim_mean, a quarter cut each side)."""

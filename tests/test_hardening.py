@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from test_errors import GOOD_SPACE, snapshot
+from helpers import GOOD_SPACE, snapshot
 
 from rksearch.core.errors import RKSearchError
 from rksearch.core.yamlio import parse_yaml

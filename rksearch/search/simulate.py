@@ -6,7 +6,7 @@ replayed epoch costs more than the search itself. :func:`simulate` drives the re
 and the real ASHA scheduler of :func:`~rksearch.search.asha.make_scheduler` with one trial at a time,
 the table's learning curves as results, into an in-memory Optuna study. With concurrency 1 and
 the same seed it proposes the same specs and prunes the same trials as the Ray path
-(tests/test_replay.py shows it); its clock is the table's cost, summed over the trials.
+(tests/search/test_replay.py shows it); its clock is the table's cost, summed over the trials.
 """
 from __future__ import annotations
 

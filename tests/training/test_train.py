@@ -10,7 +10,7 @@ import torch
 
 from rksearch import count, parse_name, save_spec
 from rksearch.arch.baselines import baseline_spec
-from rksearch.cli import main
+from helpers import cli
 from rksearch.data import DataOptions, load_splits
 from rksearch.core.errors import RKSearchError
 from rksearch.training.proxy import ProxyConfig, proxy_evaluate
@@ -36,15 +36,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """``rksearch ARGS`` in this process: exit status, stdout, stderr."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import GOOD_SPACE, snapshot
 from rksearch import parse_name, save_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
-GOOD_SPACE = (ROOT / "search_spaces" / "demo.yaml").read_text()
 
 
 def files(tmp: Path) -> dict[str, Path]:
@@ -128,8 +128,6 @@ def case(command: str, key: str | None, extra: list[str], needle: str):
                         marks=[pytest.mark.slow] if (command, key) in NEEDS_RAY else [])
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("command, key, extra, needle", [case(*c) for c in CASES])

@@ -20,7 +20,7 @@ from rksearch.cli import main
 from rksearch.core.errors import RKSearchError
 from rksearch.space.search_space import SearchSpace, load_space, parse_space
 
-SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 BASE: dict[str, Any] = {

@@ -14,7 +14,7 @@ from rksearch import count, parse_name, save_spec
 from rksearch.training.bench import BenchOptions, Measurement, candidate, measure, paired_ratio, run_bench
 from rksearch.core.errors import RKSearchError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["IRKNet-2x1_2x1", "-k", "4", "--device", "cpu", "-b", "2", "--warmup", "0", "--repeats", "2"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # on a shared machine, far faster than two

@@ -30,11 +30,11 @@ from rksearch.training.proxy import ProxyConfig, proxy_evaluate
 from rksearch.space.search_space import parse_space
 from rksearch.analysis.study import load_study
 from study_factory import storage
-from test_train import cli
+from helpers import cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = yaml.safe_load((ROOT / "search_spaces" / "demo.yaml").read_text())
 TINY = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
 

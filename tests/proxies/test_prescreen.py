@@ -14,7 +14,7 @@ from rksearch.proxies.prescreen import _best, draw_feasible, enqueue_prescreened
 from rksearch.space.search_space import load_space, parse_space
 from rksearch.proxies.zerocost import score_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "search_spaces" / "demo.yaml"
 
 

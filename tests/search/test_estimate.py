@@ -9,7 +9,7 @@ import pytest
 from rksearch.search.estimate import TRIAL_START_S, asha_share, estimate
 from rksearch.space.search_space import load_space
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_asha_share_by_hand() -> None:
@@ -47,7 +47,7 @@ def test_the_estimate_is_within_a_factor_of_two_of_a_measured_trial(tmp_path: Pa
 
 @pytest.mark.slow
 def test_dry_run_prints_the_estimate_and_writes_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
-    from test_train import cli
+    from helpers import cli
 
     monkeypatch.setenv("RKSEARCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)

@@ -18,7 +18,7 @@ import pytest
 
 from rksearch.search.preflight import failure_bound
 from rksearch.analysis.study import load_study
-from test_search import load
+from helpers import load
 
 DONE = ("trained", "pruned")
 

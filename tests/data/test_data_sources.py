@@ -26,7 +26,7 @@ from rksearch.core.errors import RKSearchError
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-SHARED_ZIP = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-jpeg.zip"
+SHARED_ZIP = Path(__file__).resolve().parents[2] / "../shared/data/cifar10-jpeg.zip"
 PER_BATCH = 4  # images in each of the five training batches; the test batch has 6
 UNREACHABLE = "http://127.0.0.1:9/cifar-10-python.tar.gz"  # the discard port: nothing listens
 

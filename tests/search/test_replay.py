@@ -7,8 +7,6 @@ the study folder and its outputs.
 """
 from __future__ import annotations
 
-import csv
-import math
 import os
 import subprocess
 import sys
@@ -17,63 +15,21 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-import yaml
 
-from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
 from rksearch.analysis.pareto import hypervolume_history
 from rksearch.search.replay import check_replayable, load_table
 from rksearch.search.simulate import simulate
 from rksearch.space.search_space import load_space
 from rksearch.analysis.study import load_study
-from test_train import cli
-
-EPOCHS = 3
+from helpers import EPOCHS, accuracy, cli, write_space, write_table
 
 
-def write_space(folder: Path, trials: int = 16, **changes) -> Path:
-    data = {"name": "tiny", "network": {"stem": "cifar", "in_channels": 3, "num_classes": 10, "input_size": 32},
-            "periods": {"count": 3, "method": ["erk", "irk"], "stages": [2, 3], "steps": 1, "growth_rate": 4, "m": 1},
-            "objectives": ["accuracy", "flops"],
-            "proxy": {"dataset": "demo", "epochs": EPOCHS, "device": "cpu"},
-            "search": {"sampler": "tpe", "trials": trials, "concurrency": 2, "seed": 0,
-                       "scheduler": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2},
-                       "resources": {"cpu": 1, "gpu": 0}},
-            "reference_point": {"accuracy": 0.0, "flops": "10M"}}
-    for key, value in changes.items():  # section__field=value sets one field; section=value a whole section
-        section, _, field = key.partition("__")
-        if field:
-            data[section][field] = value
-        else:
-            data[section] = value
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
-def accuracy(flops: int, epoch: int, seed: int) -> float:
-    return round(0.2 + 0.5 * (1 - math.exp(-flops / 3e6)) * epoch / EPOCHS + 0.02 * seed, 4)
 
 
-def write_table(folder: Path, space_path: Path, *, drop: int = 0, epochs: int = EPOCHS) -> Path:
-    """Every spec of the space at seeds 0 and 1 (less the first ``drop`` specs)."""
-    space = load_space(space_path)
-    rows = []
-    for i, params in enumerate(space.enumerate_params()):
-        if i < drop:
-            continue
-        spec = space.spec_from_params(params)
-        c = count(spec)
-        for seed in (0, 1):
-            for e in range(1, epochs + 1):
-                rows.append({"name": spec.name, "seed": seed, "epoch": e, "val_acc": accuracy(c.flops, e, seed),
-                             "seconds": round(c.flops / 1e6 * e, 3), "flops": c.flops, "params": c.params})
-    path = folder / "table.csv"
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+
 
 
 def test_table_is_read_and_checked(tmp_path: Path) -> None:

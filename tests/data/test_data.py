@@ -20,7 +20,7 @@ from rksearch.core.errors import RKSearchError
 # torchvision >= 0.29 warns that its decoders will move to torchcodec; they are what we use until then
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
-SHARED_ZIP = Path(__file__).resolve().parents[1] / "../shared/data/cifar10-jpeg.zip"
+SHARED_ZIP = Path(__file__).resolve().parents[2] / "../shared/data/cifar10-jpeg.zip"
 CPU = torch.device("cpu")
 
 

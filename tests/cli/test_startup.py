@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import typer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "ray", "optuna")
 
 SCRIPT = """

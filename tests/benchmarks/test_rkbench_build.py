@@ -15,7 +15,7 @@ from rksearch.models.registry import count
 from rksearch.space.search_space import load_space
 from rksearch.arch.names import parse_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "benchmarks" / "rkbench" / "build.py"
 ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 REQUIRED = ["name", "seed", "epoch", "val_acc", "seconds", "flops", "params"]

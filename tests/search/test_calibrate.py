@@ -19,7 +19,7 @@ from rksearch.core.errors import RKSearchError
 from rksearch.proxies.ranking import kendall_tau, spearman_rho, top_k_overlap
 from rksearch.space.search_space import load_space
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_space(tmp_path: Path, name: str = "cal") -> Path:

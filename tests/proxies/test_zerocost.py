@@ -19,7 +19,7 @@ from rksearch.arch.rknet import RKNetSpec
 from rksearch.arch.names import parse_name
 from rksearch.proxies.zerocost import DATA_FREE, SCORES, naswot_kernel, proxy_batch, score, score_spec
 
-DEMO_SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
+DEMO_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "demo.yaml"
 
 SPECS = {
     "erk": parse_name("ERKNet-2x1_2x1", growth_rate=8),

@@ -10,9 +10,9 @@ import pytest
 from rksearch.search.replay import load_table
 from rksearch.search.simulate import simulate
 from rksearch.space.search_space import load_space
-from test_replay import write_space, write_table
+from helpers import write_space, write_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import search_quality as sq  # noqa: E402
 
 

@@ -42,7 +42,7 @@ def with_candidates(candidates: Any, **top: Any) -> dict[str, Any]:
 
 
 def close(ours: float, paper: float) -> bool:
-    """Within 2 % of the paper, its two-decimal rounding aside (as tests/test_count.py)."""
+    """Within 2 % of the paper, its two-decimal rounding aside (as tests/arch/test_count.py)."""
     return abs(ours - paper) <= 0.02 * paper + 0.005
 
 

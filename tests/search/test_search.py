@@ -10,22 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import load
 from rksearch.arch.rknet import RKNetSpec
 from rksearch.analysis.study import load_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(study_dir: Path, name: str | None = None) -> optuna.Study:
-    """The study as a reader beside a running search sees it (``name``: another study of the
-    folder's database, such as ``<folder>/baselines``). It never creates the database or its
-    tables: a reader that did raced the search's own creation of them (UNIQUE constraint failed:
-    alembic_version), which killed the search in test_kill_the_driver_then_resume."""
-    db = study_dir / "optuna.db"
-    if not db.is_file():
-        raise FileNotFoundError(db)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
-    return optuna.load_study(study_name=name or study_dir.name, storage=storage)
 
 
 def outcomes(study: optuna.Study) -> list[str]:

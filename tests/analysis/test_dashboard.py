@@ -28,7 +28,7 @@ from rksearch.analysis.report import write_report
 from rksearch.analysis.study import load_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
