@@ -20,7 +20,7 @@ from rksearch.arch.resolve import AnySpec
 from rksearch.core.errors import RKSearchError
 from rksearch.core.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, objective
 from rksearch.storage.baseline_study import BASELINE, KIND, SEARCH, baselines_name, is_baselines_name
-from rksearch.storage.folder import DB_NAME, SPACE_COPY, STORAGE_FILE, folder_db, storage_of
+from rksearch.storage.folder import DB_NAME, SPACE_COPY, STORAGE_FILE, env_storage, folder_db, storage_of, unmasked
 from rksearch.storage.open import check_db, check_sqlite_url, open_storage
 from rksearch.storage.urls import reader_url, shown_url, sqlite_path, storage_error
 
@@ -113,21 +113,26 @@ def _load_optuna(url: str, name: str, source: str | Path):
 
 
 def load_study(study_dir: str | Path, *, name: str | None = None, storage: str | None = None) -> Study:
-    """Read a study: by default the study folder's ``optuna.db``, or the storage its space copy
-    names; ``storage`` (an Optuna storage URL) overrides both, and then the folder need not exist.
+    """Read a study: by default the study folder's ``optuna.db``, or the storage it records (a
+    masked password taken from ``$RKSEARCH_STORAGE``, which also names the storage of a folder that
+    is not here); ``storage`` (an Optuna storage URL) overrides both, and then the folder need not exist.
     The Optuna study is the folder's name unless ``name`` says otherwise, or the one study the
     folder's own database holds (a folder renamed by ``run --fresh``, or copied)."""
     path = Path(study_dir)
     if path.name == DB_NAME and path.is_file():  # the database itself names its folder
         path = path.parent
-    url = storage or (storage_of(path) if path.is_dir() else None)
+    recorded = storage_of(path) if storage is None and path.is_dir() else None
+    record = path / STORAGE_FILE if (path / STORAGE_FILE).is_file() else path / SPACE_COPY
+    if recorded is not None:  # a password masked there comes from $RKSEARCH_STORAGE
+        url = unmasked(recorded, record, "storage" if record.name == SPACE_COPY else None)
+    elif storage is None and not (path / DB_NAME).is_file():
+        storage = env_storage()  # no study here: the variable names where it is, as --storage does
+        url = storage
+    else:
+        url = storage
     given, name = name, name or path.resolve().name
-    if url is not None and storage is None and "***" in url:
-        raise RKSearchError("records its storage without the password; give it: --storage URL", source=path,
-                            field=STORAGE_FILE)
     if url is not None:
         source: str | Path = shown_url(url)
-        record = path / STORAGE_FILE if (path / STORAGE_FILE).is_file() else path / SPACE_COPY
         opened = source if storage is not None else f"{record}: {source}"  # errors say where the URL came from
         check_sqlite_url(url, opened)
     else:

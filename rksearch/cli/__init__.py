@@ -25,6 +25,7 @@ from rksearch.cli import space  # noqa: F401
 from rksearch.cli import bench  # noqa: F401  (registers rksearch bench)
 from rksearch.cli import calibrate  # noqa: F401  (registers rksearch calibrate)
 from rksearch.core.errors import RKSearchError
+from rksearch.core.secrets import mask_secrets
 from rksearch.core.stopping import OnSigterm, ray_lost
 
 
@@ -69,10 +70,11 @@ def _main(argv: Optional[list[str]], sigterm: OnSigterm) -> None:
             out.print(e.ctx.get_help(), highlight=False)
             sys.exit(e.exit_code)
         hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
-        err.print(f"[bold red]error:[/] {escape(e.format_message() + hint)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(mask_secrets(e.format_message() + hint))}", highlight=False,
+                  soft_wrap=True)
         sys.exit(e.exit_code)
     except ClickException as e:
-        err.print(f"[bold red]error:[/] {escape(e.format_message())}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(mask_secrets(e.format_message()))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except typer.Abort:
         _stopped(sigterm.received)

@@ -21,7 +21,7 @@ def _root() -> None:
     """Neural architecture search over Runge-Kutta CNNs (ERKNets and IRKNets)."""
 STUDY_DIR_HELP = "A study folder (studies/<name>/); with --storage it need not exist, its last part names the study."
 STORAGE_HELP = ("The Optuna storage URL holding the study (default: what rksearch run recorded in the folder, "
-                "else its optuna.db); needed where the recorded URL had a password.")
+                "its password from $RKSEARCH_STORAGE, else its optuna.db, else $RKSEARCH_STORAGE).")
 
 out = Console()
 err = Console(stderr=True)

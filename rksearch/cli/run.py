@@ -20,7 +20,7 @@ def run(
     trials: Optional[int] = typer.Option(None, "--trials", "-n", min=1, help="Searched trials to have done (trained or pruned; baselines come on top); default: the space's search.trials."),
     fresh: bool = typer.Option(False, "--fresh", help="Move the existing study aside and start over."),
     address: Optional[str] = typer.Option(None, "--address", help="Join an existing Ray cluster (e.g. 127.0.0.1:6379 or auto)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: the space's storage:, else sqlite in <out>/<name>/optuna.db); recorded in the study folder."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: $RKSEARCH_STORAGE, else the space's storage:, else sqlite in <out>/<name>/optuna.db); recorded in the study folder, a password masked: put one in RKSEARCH_STORAGE, not here."),
     out_dir: Path = typer.Option(Path("studies"), "--out", help="Folder that holds the study folders."),
     max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="End the search once more trials than this have failed."),
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
@@ -31,7 +31,8 @@ def run(
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
     from rksearch.search.driver import run_search
-    from rksearch.storage.folder import default_storage
+    from rksearch.core.secrets import has_masked_password
+    from rksearch.storage.folder import STORAGE_ENV, default_storage
     from rksearch.storage.urls import shown_url
 
     space = load_space_with(space_file, sets, data_root, dataset)
@@ -72,10 +73,10 @@ def run(
     else:
         out.print(f"outputs in {result.study_dir}/: trials.csv, pareto.html; the study is in {shown_url(result.storage)}",
                   markup=False, highlight=False, soft_wrap=True)
-    flag = f" --storage {shown_url(result.storage)}" if "***" in shown_url(result.storage) else ""  # not recorded
     d = result.study_dir
-    out.print(f"next: rksearch pareto {d}{flag}  |  rksearch export {d}{flag} --pick knee -o best.yaml"
-              f"  |  rksearch dashboard {d}{flag}", markup=False, highlight=False, soft_wrap=True)
+    env = f" (with {STORAGE_ENV} set: the password is not recorded)" if has_masked_password(shown_url(result.storage)) else ""
+    out.print(f"next: rksearch pareto {d}  |  rksearch export {d} --pick knee -o best.yaml"
+              f"  |  rksearch dashboard {d}{env}", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager

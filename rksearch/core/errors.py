@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rksearch.core.secrets import mask_secrets
+
 
 MAX_MESSAGE = 1000  # characters of a message; a value echoed from a hostile file can be huge
 MAX_FIELD = 200  # characters of a field path (keys come from the user's file too)
@@ -23,14 +25,15 @@ def capped(text: str, limit: int) -> str:
 
 class RKSearchError(Exception):
     """A user error: bad file, bad field, bad value. ``str()`` is the one-line message, capped
-    (MAX_MESSAGE, MAX_FIELD) however large a value it echoes."""
+    (MAX_MESSAGE, MAX_FIELD) however large a value it echoes, and never shows a URL's password
+    (:func:`rksearch.core.secrets.mask_secrets`), whoever wrote the message."""
 
     exit_code = 2
 
     def __init__(self, message: str, *, source: str | Path | None = None, field: str | None = None):
-        self.message = capped(str(message), MAX_MESSAGE)
-        self.source = str(source) if source is not None else None
-        self.field = capped(str(field), MAX_FIELD) if field is not None else None
+        self.message = capped(mask_secrets(str(message)), MAX_MESSAGE)
+        self.source = mask_secrets(str(source)) if source is not None else None
+        self.field = capped(mask_secrets(str(field)), MAX_FIELD) if field is not None else None
         super().__init__(self.render())
 
     def render(self) -> str:

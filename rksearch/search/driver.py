@@ -12,12 +12,13 @@ import optuna
 from ray.tune.stopper import Stopper
 
 from rksearch.core.errors import RKSearchError
+from rksearch.core.secrets import mask_secrets, masked
 from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
 from rksearch.search.cluster import check_resources, fit_to_machine, init_ray
 from rksearch.search.liveness import driver_id, fail_stale_trials, settled
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
-                                       check_same_storage, failure_bound)
+                                       check_same_storage, chosen_storage, failure_bound)
 from rksearch.search.progress import ProgressCallback
 from rksearch.search.records import SearchAborted, Tally, count_done
 from rksearch.search.replay import check_replayable, load_table, replay_trial
@@ -91,8 +92,7 @@ def run_search(
         {"source": space.source, "field": "search.max_failures"}
     max_failures, bound = failure_bound(max_failures if max_failures is not None else space.search.max_failures,
                                         wanted)
-    given = {"source": None, "field": "--storage"} if storage else {"source": space.source, "field": "storage"}
-    storage = storage or space.storage
+    storage, given = chosen_storage(space, storage)
     check_has_candidates(space)
     check_grid(space, wanted, field="--trials" if trials is not None else "search.trials")
     table = None
@@ -128,10 +128,10 @@ def run_search(
     searcher.replay = str(table.path) if table is not None else None
     study = searcher.study
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
-                 "space": space.source.read_text() if space.source else None,
+                 "space": mask_secrets(space.source.read_text()) if space.source else None,
                  "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
                  "replay": table.path.name if table is not None else None,
-                 "overrides": dict(space.overrides) or None}.items():
+                 "overrides": masked(dict(space.overrides)) or None}.items():  # no password in an attribute
         study.set_user_attr(k, v)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -10,7 +10,7 @@ import optuna
 from rksearch.core.errors import RKSearchError
 from rksearch.space.search_space import SearchSpace
 from rksearch.storage.baseline_study import baselines_name, is_baseline
-from rksearch.storage.folder import DB_NAME, default_storage, storage_of
+from rksearch.storage.folder import DB_NAME, STORAGE_ENV, default_storage, env_storage, storage_of, unmasked
 from rksearch.storage.urls import absolute_url, shown_url
 
 
@@ -125,3 +125,16 @@ def check_same_storage(study_dir: Path, url: str, field: str) -> None:
     if recorded is not None and recorded != url and recorded != shown_url(url):
         raise RKSearchError(f"holds a study in {shown_url(recorded)}, not in {shown_url(url)}; continue it there, "
                             "or start over with --fresh or another --out", source=study_dir, field=field)
+
+
+def chosen_storage(space: SearchSpace, storage: str | None) -> tuple[str | None, dict[str, Any]]:
+    """A run's storage URL and where it was given (``source``, ``field``): ``--storage``, else
+    ``$RKSEARCH_STORAGE``, else the space's ``storage:``; None: the study folder's own database. A
+    masked password (a URL copied from a record) is taken from the variable."""
+    if storage:
+        given: dict[str, Any] = {"source": None, "field": "--storage"}
+    elif env_storage() is not None:
+        storage, given = env_storage(), {"source": None, "field": STORAGE_ENV}
+    else:
+        storage, given = space.storage, {"source": space.source, "field": "storage"}
+    return (unmasked(storage, **given) if storage else None), given

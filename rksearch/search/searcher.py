@@ -19,6 +19,7 @@ from ray.tune.search import Searcher
 
 from rksearch.arch.resolve import AnySpec
 from rksearch.core.objectives import OBJECTIVES
+from rksearch.core.secrets import masked
 from rksearch.models.registry import count
 from rksearch.search.liveness import alive
 from rksearch.search.records import DONE, DUPLICATE, FAILED, PRUNED, REJECTED, TRAINED, SearchAborted, Tally, spec_key
@@ -88,8 +89,9 @@ class RKSearcher(Searcher):
         NSGA-II holds a lock); the study in the storage is the searcher's state."""
         import dataclasses
 
-        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {},
-                "space": dataclasses.replace(self.space, storage=None)}  # the file's storage URL may hold a password
+        # the file's storage URL may hold a password, and so may a --set storage=URL
+        space = dataclasses.replace(self.space, storage=None, overrides=masked(self.space.overrides))
+        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {}, "space": space}
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study in the storage is the searcher's whole state (and no storage

@@ -9,17 +9,19 @@ import optuna
 
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_text
+from rksearch.core.secrets import has_masked_password, mask_secrets
 from rksearch.search.liveness import live_trials
 from rksearch.space.search_space import SearchSpace
 from rksearch.storage.baseline_study import baselines_name
-from rksearch.storage.folder import DB_NAME, SPACE_COPY, default_storage, storage_of
+from rksearch.storage.folder import DB_NAME, SPACE_COPY, default_storage, storage_of, unmasked
 from rksearch.storage.open import open_storage
 from rksearch.storage.urls import absolute_url, shown_url, storage_error
 
 
 def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | None,
                       **given: Any) -> tuple[Path, Path | None]:
-    """The study folder, made and holding the space's copy; and where ``fresh`` moved the old one."""
+    """The study folder, made and holding the space's copy (a storage URL's password masked); and
+    where ``fresh`` moved the old one."""
     study_dir = out / space.name
     aside = set_aside(study_dir, url, **given) if fresh else None
     try:
@@ -28,7 +30,7 @@ def prepare_study_dir(space: SearchSpace, out: Path, fresh: bool, url: str | Non
         raise RKSearchError(f"cannot create the study folder: {e.strerror}", source=study_dir, field="--out") from None
     if space.source is not None:
         head = "".join(f"# run with --set {k}={v!r}\n" for k, v in space.overrides)  # what the file does not say
-        write_text(study_dir / SPACE_COPY, head + space.source.read_text(encoding="utf-8"))
+        write_text(study_dir / SPACE_COPY, mask_secrets(head + space.source.read_text(encoding="utf-8")))
     return study_dir, aside
 
 
@@ -115,11 +117,8 @@ def _recorded_storage(study_dir: Path, url: str) -> str | None:
     recorded = storage_of(study_dir)
     if recorded is None:
         return None
-    if "***" in recorded:
-        if shown_url(url) != recorded:
-            raise RKSearchError(f"holds a study in {recorded}; give its password: --storage URL", source=study_dir,
-                                field="--fresh")
-        recorded = url
+    if has_masked_password(recorded):  # this run's URL, or $RKSEARCH_STORAGE, has the password
+        recorded = url if shown_url(url) == recorded else unmasked(recorded, study_dir, "--fresh")
     recorded = absolute_url(recorded)
     return None if recorded == default_storage(study_dir) else recorded
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote
 
+from rksearch.core.secrets import mask_secrets
+
 
 def sqlite_url(db: Path, query: str = "") -> str:
     """The ``sqlite:///`` URL of the file ``db``, ``query`` its query string. SQLAlchemy ends the
@@ -40,13 +42,9 @@ def absolute_url(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` fit for a message: any password masked."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001  (a URL SQLAlchemy cannot parse is reported when it is opened)
-        return url
+    """``url`` fit for a message or a record: any password masked (``user:***@``), the rest as
+    given. Not parsed: a URL SQLAlchemy cannot read is masked all the same."""
+    return mask_secrets(url)
 
 
 def storage_error(e: BaseException) -> str:
@@ -56,4 +54,4 @@ def storage_error(e: BaseException) -> str:
 
     if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
         e = e.__cause__
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return mask_secrets(str(e).splitlines()[0]) if str(e) else type(e).__name__  # SQLAlchemy echoes a bad URL

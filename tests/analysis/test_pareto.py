@@ -589,7 +589,7 @@ def test_fresh_refusals_move_nothing(study, tmp_path) -> None:
     from rksearch.search.liveness import driver_id
 
     (study / "storage.url").write_text("mysql://me:***@db.example/studies\n")
-    with pytest.raises(RKSearchError, match="give its password: --storage URL"):
+    with pytest.raises(RKSearchError, match="password masked.*set RKSEARCH_STORAGE"):
         set_aside(study, default_storage(study))
     (study / "storage.url").unlink()
     running = optuna.load_study(study_name="demo", storage=default_storage(study)).ask()
@@ -655,7 +655,9 @@ def test_recorded_storage(study, tmp_path, monkeypatch) -> None:
     record_storage(study, "mysql://me:s3cret@db.example/studies")
     assert (study / "storage.url").read_text().strip() == "mysql://me:***@db.example/studies"
     check_same_storage(study, "mysql://me:s3cret@db.example/studies", "--storage")  # the same, password aside
-    with pytest.raises(RKSearchError, match="without the password; give it: --storage URL"):
+    monkeypatch.delenv("RKSEARCH_STORAGE", raising=False)
+    with pytest.raises(RKSearchError, match=r"storage.url: the storage mysql://me:\*\*\*@db.example/studies has its "
+                                            "password masked .*; set RKSEARCH_STORAGE to its full URL"):
         load_study(study)
     record_storage(study, default_storage(study))
     assert not (study / "storage.url").exists() and len(load_study(study).trials) == 25

@@ -94,3 +94,71 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path, demo_space, 
                                                                    f"{aside.name}/baselines"])
     assert len(load_study(aside).trials) == len(trials) + len(baselines)  # the old trials, copied aside
     assert len(load_study(tmp_path / "a" / "shared").trials) >= 1
+
+
+SECRET = "Pw-9c41e"
+
+
+def _with_password(url: str) -> str:
+    """The fixture's URL with a password (the throwaway server trusts every local login, so any
+    password opens it: what is tested is where the password goes, not that the server checks it)."""
+    return url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@")
+
+
+def test_a_password_is_recorded_nowhere(postgres: str, tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+    """A password in the space's ``storage:`` and in ``--set`` reaches no file of the study folder,
+    no user attribute of the study or its baselines' study, no line the run or an error prints,
+    and nothing under Ray's temporary folder; a continued run and ``pareto``/``export`` take the
+    full URL from ``RKSEARCH_STORAGE`` and, without it, say so in one line (exit 2)."""
+    url = _with_password(postgres)
+    marker = tmp_path / "started"  # files Ray writes from now on
+    marker.touch()
+    space = demo_space("secret", search__trials=2, search__concurrency=1, baselines=["densenet-bc-16-k4"], storage=url)
+    seen: list[str] = []
+
+    def clean(r, code: int = 0) -> None:
+        seen.extend((r.stdout, r.stderr))
+        assert r.returncode == code, r.stderr[-3000:]
+        assert SECRET not in r.stdout + r.stderr
+        if code == 2:
+            assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+    r = rksearch_cli("run", space, "--out", tmp_path / "out", "--set", f"storage={url}", env={"RKSEARCH_STORAGE": ""})
+    clean(r)
+    folder = tmp_path / "out" / "secret"
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"space.yaml", "storage.url", "trials.csv", "pareto.html"}
+    for p in files:
+        assert SECRET.encode() not in p.read_bytes(), p
+    assert "postgresql://postgres:***@127.0.0.1" in r.stdout and "RKSEARCH_STORAGE" in r.stdout  # the next steps
+    assert "postgresql://postgres:***@" in (folder / "space.yaml").read_text()
+    frozen = {s.study_name: s for s in optuna.storages.RDBStorage(postgres).get_all_studies()}
+    for name in ("secret", "secret/baselines"):
+        trials = optuna.load_study(study_name=name, storage=postgres).trials
+        texts = [repr(frozen[name].user_attrs), repr(frozen[name].system_attrs)]
+        texts += [repr((t.user_attrs, t.system_attrs, t.params)) for t in trials]
+        assert trials and not any(SECRET in t for t in texts), name
+    assert "postgresql://postgres:***@" in optuna.load_study(study_name="secret", storage=postgres).user_attrs["space"]
+
+    copy = folder / "space.yaml"  # a run of the folder's copy: its storage is masked
+    clean(rksearch_cli("run", copy, "--out", tmp_path / "out", "--trials", "3", env={"RKSEARCH_STORAGE": ""}), 2)
+    assert "set RKSEARCH_STORAGE to its full URL" in seen[-1]
+    clean(rksearch_cli("run", copy, "--out", tmp_path / "out", "--trials", "3", env={"RKSEARCH_STORAGE": url}))
+    assert len([t for t in optuna.load_study(study_name="secret", storage=postgres).trials
+                if t.user_attrs.get("outcome") in ("trained", "pruned")]) >= 3
+
+    for command in (["pareto", folder], ["export", folder, "-o", tmp_path / "best.yaml"]):
+        clean(rksearch_cli(*command, env={"RKSEARCH_STORAGE": ""}), 2)
+        assert "password masked" in seen[-1] and "RKSEARCH_STORAGE" in seen[-1]
+        clean(rksearch_cli(*command, env={"RKSEARCH_STORAGE": url}))
+    bad = f"postgresql://postgres:{SECRET}@127.0.0.1:notaport/rksearch"  # SQLAlchemy cannot parse it
+    clean(rksearch_cli("pareto", folder, "--storage", bad), 2)
+    clean(rksearch_cli("run", space, "--out", tmp_path / "other", "--storage", bad), 2)
+
+    for p in [p for p in folder.rglob("*") if p.is_file()]:
+        assert SECRET.encode() not in p.read_bytes(), p
+    ray_tmp = Path(tempfile.gettempdir()) / "ray"
+    if ray_tmp.is_dir():  # Ray's session folders, world-readable: logs, Tune's state and the searcher's pickle
+        hits = subprocess.run(["find", str(ray_tmp), "-type", "f", "-newer", str(marker), "-exec", "grep", "-lsF",
+                               SECRET, "{}", "+"], capture_output=True, text=True).stdout
+        assert hits == "", hits
