@@ -58,7 +58,7 @@ def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, demo_space, sig: int
     ``run && export`` stops; the running trials end FAIL, the outputs are written, not the
     summary of a finished search, and no Ray process outlives the driver."""
     space = demo_space("stopped", search__trials=6, search__concurrency=1, search__scheduler="none",
-                       proxy__epochs=30, proxy__train_subset=512)  # a trial outlasts the signal on a loaded machine
+                       proxy__epochs=3, proxy__train_subset=512)
     out = tmp_path / "studies"
     driver = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
