@@ -26,7 +26,7 @@ from rksearch.cli import bench  # noqa: F401  (registers rksearch bench)
 from rksearch.cli import calibrate  # noqa: F401  (registers rksearch calibrate)
 from rksearch.core.errors import RKSearchError
 from rksearch.core.secrets import mask_secrets
-from rksearch.core.stopping import OnSigterm, ray_lost
+from rksearch.core.stopping import OnSigint, OnSigterm, ray_lost
 
 
 # Typer vendors click in recent releases: reach its exception classes through a public one.
@@ -39,12 +39,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     SIGTERM stops a command as Ctrl-C does (a search writes its outputs), with exit status 143."""
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = OnSigterm()
-    before = signal.signal(signal.SIGTERM, sigterm) if main_thread else None
+    handlers = {signal.SIGTERM: sigterm, signal.SIGINT: OnSigint()}  # both remember they fired: raise_if_swallowed
+    before = {sig: signal.signal(sig, h) for sig, h in handlers.items()} if main_thread else {}
     try:
         _main(argv, sigterm)
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _stopped(terminated: bool) -> None:

@@ -15,9 +15,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is (exit status 143)."""
 
 
-class OnSigterm:
-    """A SIGTERM handler that raises :class:`Terminated` and remembers that it did: Ray and Typer
-    may pass the interrupt on as a plain KeyboardInterrupt."""
+class _OnSignal:
+    """A signal handler that raises ``exc`` and remembers that it did: Ray and Typer may pass the
+    interrupt on as a plain KeyboardInterrupt, or lose it (see :func:`raise_if_swallowed`)."""
+
+    exc: type[KeyboardInterrupt] = KeyboardInterrupt
 
     def __init__(self) -> None:
         self.received = False
@@ -25,18 +27,29 @@ class OnSigterm:
 
     def __call__(self, signum: int, frame: object) -> None:
         self.received = True
-        raise Terminated()
+        raise self.exc()
+
+
+class OnSigint(_OnSignal):
+    """Ctrl-C (SIGINT): a KeyboardInterrupt, as Python's own handler raises (exit status 130)."""
+
+
+class OnSigterm(_OnSignal):
+    """SIGTERM, handled as Ctrl-C is (exit status 143)."""
+
+    exc = Terminated
 
 
 def raise_if_swallowed() -> None:
-    """Raise :class:`Terminated` once more where a SIGTERM was received but its exception was lost:
-    a handler that runs inside a weakref callback or ``__del__`` raises where Python ignores
-    exceptions ("Exception ignored in ..."), and the search went on to the end with status 0. A
-    loop that can stop calls this at every step."""
-    handler = signal.getsignal(signal.SIGTERM)
-    if isinstance(handler, OnSigterm) and handler.received and not handler.raised_again:
-        handler.raised_again = True
-        raise Terminated()
+    """Raise the interrupt once more where a SIGINT or SIGTERM was received but its exception was
+    lost: a handler that runs inside a weakref callback or ``__del__`` raises where Python ignores
+    exceptions ("Exception ignored in ..."), and the search went on to the end with status 0 (seen
+    for both signals). A loop that can stop calls this at every step."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if isinstance(handler, _OnSignal) and handler.received and not handler.raised_again:
+            handler.raised_again = True
+            raise handler.exc()
 
 
 def terminated(e: BaseException) -> bool:
