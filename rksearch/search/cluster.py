@@ -24,8 +24,10 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
     if address:
         kwargs["address"] = address
         check_reachable(address, space)
-    else:
+    else:  # a new local Ray, never a cluster `ray start` announced on this machine: joining one is --address auto
         kwargs["include_dashboard"] = False
+        if not os.environ.get("RAY_ADDRESS"):  # Ray's own variable still names a cluster to join
+            kwargs["address"] = "local"
     if not ray.is_initialized():
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
