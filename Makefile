@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 DEMO_OUT ?= runs
 LATEST ?= .venv-latest
 PINS   := constraints.txt
+# pytest workers (pytest-xdist): two on the 2-core CI machine, where one test's waits (Ray's start,
+# a trial's start, a subprocess) are the other's CPU time; JOBS=0 runs in one process.
+JOBS   ?= 2
 
 .PHONY: install check-pins pins demo test test-fast test-latest clean
 
@@ -28,10 +31,10 @@ demo: install
 	$(BIN)/rksearch run search_spaces/demo.yaml --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
 # Drift watch (not part of CI): a throw-away environment with the newest releases the ranges in
 # pyproject.toml admit, then the fast tests. When it passes, `make pins` records those versions.
@@ -41,7 +44,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q --upgrade -e '.[dev]'
 	@$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -iE '^(optuna|ray|torch|numpy|pandas|scipy)=='
-	$(LATEST)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+	$(LATEST)/bin/python -m pytest -q -n $(JOBS) -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 # Record the versions of an environment (default: the newest ones test-latest installed) as the pins.
 pins:
