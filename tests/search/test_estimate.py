@@ -40,8 +40,12 @@ def test_the_estimate_is_within_a_factor_of_two_of_a_measured_trial(tmp_path: Pa
         measured = time.perf_counter() - t0
     finally:
         torch.set_num_threads(before)
-    predicted = e.trial_seconds["median"]  # the training; a search adds TRIAL_START_S per trial for Tune and set-up
-    assert 0.5 <= predicted / measured <= 2.0, (predicted, measured)
+    # the training; a search adds TRIAL_START_S per trial for Tune and set-up. Timed again after the
+    # trial (a cache of its own): what else the machine runs (the other test worker) may change between
+    # the estimate and the trial, and the trial may fall anywhere between the two estimates
+    monkeypatch.setenv("RKSEARCH_CACHE", str(tmp_path / "cache-after"))
+    predicted = sorted((e.trial_seconds["median"], estimate(space).trial_seconds["median"]))
+    assert 0.5 * predicted[0] <= measured <= 2.0 * predicted[1], (predicted, measured)
     assert e.total_seconds > e.trial_seconds["median"] * e.epochs_share * e.trials / e.concurrency + TRIAL_START_S
 
 
