@@ -109,6 +109,7 @@ def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: P
     r = rksearch_cli("run", space, "--replay", table_path, "--out", tmp_path / "studies")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "replayed from table.csv" in r.stdout and "Pareto front" in r.stdout
+    assert "accuracy measured on 500 validation images: ±" in r.stdout  # the proxy's val_size, under the front
     folder = tmp_path / "studies" / "tiny"
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert study.user_attrs["replay"] == "table.csv"
