@@ -80,15 +80,17 @@ def trial_for(spec: RKNetSpec, number: int, state: TrialState, objectives: Seque
 
 def make_study(root: Path, name: str = "demo", *, n: int = 24, seed: int = 0,
                objectives: Sequence[str] = ("accuracy", "flops"), reference_point: dict | None = None,
-               points: Sequence[tuple[float, float]] | None = None, pruned: int = 3, failed: int = 2) -> Path:
-    """A study folder ``root/name`` with ``n`` trials (``points``: explicit (accuracy, flops) pairs)."""
+               points: Sequence[tuple[float, float]] | None = None, pruned: int = 3, failed: int = 2,
+               proxy: dict | None = None) -> Path:
+    """A study folder ``root/name`` with ``n`` trials (``points``: explicit (accuracy, flops) pairs;
+    ``proxy``: the recorded proxy, default a demo proxy that records no validation size)."""
     rng = random.Random(seed)
     path = root / name
     study = optuna.create_study(study_name=name, storage=storage(path / "optuna.db"),
                                 directions=[OBJECTIVES[o].direction for o in objectives])
     study.set_user_attr("objectives", list(objectives))
     study.set_user_attr("space", SPACE.format(name=name, objectives=", ".join(objectives)))
-    study.set_user_attr("proxy", {"dataset": "demo", "epochs": 3, "width": 0.5})
+    study.set_user_attr("proxy", proxy if proxy is not None else {"dataset": "demo", "epochs": 3, "width": 0.5})
     if reference_point is not None:
         study.set_user_attr("reference_point", reference_point)
     (path / "space.yaml").write_text(SPACE.format(name=name, objectives=", ".join(objectives)))

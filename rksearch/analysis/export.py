@@ -118,15 +118,15 @@ def pick(study: Study, how: str = "knee", *, max_flops: float | str | None = Non
         raise RKSearchError(f"no feasible trial: {among}; loosen {flags}", source=study.path, field="--pick")
     if how == "knee":
         f = front(study, candidates=pool)
-        if f.knee is None:
+        if f.members.empty:
             raise RKSearchError(f"no feasible trial measured {', '.join(study.objectives)}", source=study.path, field="--pick")
         objs, n = "/".join(study.objectives), len(f.members)
-        if not f.has_knee:
+        if f.knee is None:  # members sorted best first objective first
             reason = (f"the {objs} front of {among} has {n} member{'s' * (n > 1)}, too few for a knee: "
                       f"its best {study.objectives[0]}")
-        else:
-            reason = (f"knee of the {objs} front ({n} members) of {among}: "
-                      "largest distance to the line joining the front's extremes, objectives normalised")
+            return _make(study, int(f.members["number"].iloc[0]), reason)
+        reason = (f"knee of the {objs} front ({n} members) of {among}: "
+                  "largest distance to the line joining the front's extremes, objectives normalised")
         return _make(study, f.knee, reason)
     key, other = ("accuracy", "flops") if how == "best-accuracy" else ("flops", "accuracy")
     pool = pool.dropna(subset=[key])

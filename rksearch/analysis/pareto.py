@@ -141,13 +141,13 @@ class Front:
     members: pd.DataFrame  # front rows, sorted by the first objective (best first)
     candidates: int  # completed trials it was chosen from
     hypervolume: float  # in display units, see ``hv_unit``
-    knee: int | None  # trial number
+    knee: int | None  # trial number; None for a front of fewer than KNEE_POINTS members, which has none
     notes: list[str] = field(default_factory=list)
 
     @property
     def has_knee(self) -> bool:
-        """Whether :attr:`knee` is a knee, not just the best first objective of a front too small."""
-        return len(self.members) >= KNEE_POINTS
+        """Whether the front is large enough to have a knee (:attr:`knee` is not None)."""
+        return self.knee is not None
 
     @property
     def hv_unit(self) -> str:
@@ -239,7 +239,7 @@ def front(
     first = OBJECTIVES[objectives[0]]
     members = members.sort_values([objectives[0], "number"], ascending=[first.direction == "minimize", True])
     knee = None
-    if len(members):
+    if len(members) >= KNEE_POINTS:  # the one rule: rksearch pareto stars it, export --pick knee takes it
         knee = int(members["number"].iloc[knee_index(_values(members, objectives), directions)])
     notes = []
     if derived:

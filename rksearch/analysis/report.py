@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from html import escape
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pandas as pd
 
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_text
-from rksearch.analysis.pareto import Front, front, hypervolume_history
+from rksearch.analysis.noise import CLOSE_MARK, Noise, front_noise
+from rksearch.analysis.pareto import KNEE_POINTS, Front, front, hypervolume_history
 from rksearch.analysis.plots import axis, hypervolume_figure, pareto_figure, unit
 from rksearch.analysis.study import Study, load_study
 from rksearch.analysis.choices import whole_numbers
@@ -34,11 +36,22 @@ class ParetoReport:
         f = front(study, objectives)
         return cls(study, f, hypervolume_history(study, objectives, reference=f.reference))
 
+    @cached_property
+    def noise(self) -> Noise | None:
+        """The validation set's noise on the front's accuracies (None where the study does not say)."""
+        return front_noise(self.front, self.study.proxy)
+
+    def noise_lines(self) -> list[str]:
+        """How many validation images the accuracies rest on, and the front members within noise."""
+        return self.noise.lines() if self.noise is not None else []
+
     def table(self):
-        """A rich table of the front: trial, name, accuracy, GFLOPs, M params (+ other objectives)."""
+        """A rich table of the front: trial, name, accuracy, GFLOPs, M params (+ other objectives); the
+        knee starred, accuracies within noise of a neighbour marked."""
         from rich.table import Table
 
         f = self.front
+        close = self.noise.marked if self.noise is not None else set()
         cols = ["accuracy", "flops", "params", *(o for o in f.objectives if o not in ("accuracy", "flops", "params"))]
         t = Table(title=f"Pareto front: {len(f.members)} of {f.candidates} completed trials", title_justify="left")
         t.add_column("trial", justify="right")
@@ -48,8 +61,13 @@ class ParetoReport:
         t.add_column("choices", overflow="fold")
         for _, r in f.members.iterrows():
             star = " *" if r["number"] == f.knee else ""
-            t.add_row(f"{int(r['number'])}{star}", str(r["name"]), *(_cell(r[c], c) for c in cols), str(r.get("choices") or ""))
-        t.caption = f"* knee (trial {f.knee})" if f.knee is not None else None
+            cells = [_cell(r[c], c) + (f" {CLOSE_MARK}" if c == "accuracy" and r["number"] in close else "")
+                     for c in cols]
+            t.add_row(f"{int(r['number'])}{star}", str(r["name"]), *cells, str(r.get("choices") or ""))
+        captions = [f"* knee (trial {f.knee})" if f.knee is not None else
+                    f"no knee: a front of {len(f.members)} is too few ({KNEE_POINTS} needed)" if len(f.members) else ""]
+        captions += [f"{CLOSE_MARK} within noise of a neighbour"] if close else []
+        t.caption = "; ".join(c for c in captions if c) or None
         return t
 
     def lines(self) -> list[str]:
@@ -60,6 +78,7 @@ class ParetoReport:
         out = [s.summary(), f"objectives: {objs}; reference point: {ref}"]
         out += f.notes
         out.append(f"hypervolume: {f.hypervolume:.6g} ({f.hv_unit})")
+        out += self.noise_lines()
         out += self.baseline_lines()
         steps = self.history[self.history["hypervolume"].diff().fillna(self.history["hypervolume"]) > 0]
         if len(steps):

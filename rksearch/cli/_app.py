@@ -1,14 +1,62 @@
 """The Typer application and the helpers every command module shares."""
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Any, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
 from rich.console import Console
 
 from rksearch.core.errors import RKSearchError
 
-app = typer.Typer(
+_LITERAL = re.compile(r"``(.+?)``")
+
+
+def plain_help(text: Optional[str]) -> Optional[str]:
+    """Help text as a terminal shows it: reST ``literals`` (docstrings are help) become 'literals'."""
+    return _LITERAL.sub(r"'\1'", text) if text else text
+
+
+class _CleanHelp:
+    """A command whose --help shows no reST markup and no <bool> type beside a flag (Typer's rich help does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        for key in ("help", "short_help", "epilog"):
+            kwargs[key] = plain_help(kwargs.get(key))
+        for param in kwargs.get("params") or ():
+            param.help = plain_help(getattr(param, "help", None))
+        super().__init__(*args, **kwargs)
+
+    def format_help(self, ctx, formatter) -> None:
+        flags = [p for p in self.get_params(ctx) if getattr(p, "is_flag", False) and p.metavar is None]
+        for p in flags:
+            p.metavar = ""  # only while the help is drawn: an error message names the flag as before
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            for p in flags:
+                p.metavar = None
+
+
+class HelpCommand(_CleanHelp, TyperCommand):
+    """A subcommand with clean help."""
+
+
+class HelpGroup(_CleanHelp, TyperGroup):
+    """The root command with clean help."""
+
+
+class _Typer(typer.Typer):
+    """Every command registered on it gets clean help."""
+
+    def command(self, *args: Any, cls: Optional[type] = None, **kwargs: Any):
+        return super().command(*args, cls=cls or HelpCommand, **kwargs)
+
+
+app = _Typer(
+    cls=HelpGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -19,8 +19,8 @@ def describe(
     growth_rate: Optional[str] = typer.Option(None, "--growth-rate", "-k", help="k, or one k per period (comma-separated)."),
     m: Optional[str] = typer.Option(None, "--m", help="m for ERK periods: one value or one per period (2,4,8,16); RKNets only."),
     stem: Optional[str] = typer.Option(None, "--stem", help="cifar or imagenet."),
-    input_size: Optional[int] = typer.Option(None, "--input-size"),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes"),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input image side in pixels (default 32; 224 with --stem imagenet)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes of the classifier (default 10)."),
     no_multiscale: bool = typer.Option(False, "--no-multiscale", help="Pool only the last period's output (RKNets only)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -66,7 +66,7 @@ def run(
     for reason in t.reasons[-5:]:
         out.print(f"  failed: {reason}", markup=False, highlight=False)
     out.print(result.report.table())
-    for line in result.report.baseline_lines():
+    for line in result.report.noise_lines() + result.report.baseline_lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.storage == default_storage(result.study_dir):
         out.print(f"outputs in {result.study_dir}/: optuna.db, trials.csv, pareto.html", markup=False, highlight=False)

@@ -19,10 +19,12 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
                                          help="Default: the paper's (300 CIFAR, 40 SVHN, 90 ImageNet)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Default: 64 (256 for large images)."),
-    lr: float = typer.Option(0.1, "--lr", min=0.0),
+    lr: float = typer.Option(0.1, "--lr", min=0.0, help="Initial SGD learning rate, divided by 10 at the paper's milestones."),
     val_size: Optional[int] = typer.Option(None, "--val-size", min=0,
                                            help="Validation images carved from train (default a tenth; 0: none)."),
-    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", min=1,
+                                               help="Train on the first N training images (class-balanced, after the "
+                                                    "validation images are carved out) instead of all: for quick checks."),
     test_subset: Optional[int] = typer.Option(None, "--test-subset", min=1,
                                               help="Measure the end on N test images (a class-balanced subset) "
                                                    "instead of the whole test set: for quick checks."),
@@ -37,7 +39,7 @@ def train(
                                                "padded evaluation batch (default: one batch shape)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph",
                                     help="Replay the training step as one CUDA graph (CUDA, no --compile)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, the data split and the batch order."),
     download: Optional[bool] = typer.Option(
         None, "--download/--no-download",
         help="cifar10, cifar100, svhn: without --data-root they download into the cache folder on first use "

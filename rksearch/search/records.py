@@ -36,6 +36,28 @@ class Tally:
     running: int = 0
     train_seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    running_baselines: int = 0  # of ``running``
+    peak_running: int = 0  # the most trials that ran at once: the slots the search gets
+    epochs: dict[str, int] = field(default_factory=dict)  # running Tune trial id -> its last epoch reported
+    wall_seconds: float = 0.0  # wall time of the finished trials that measured one (Tune's time_total_s)
+    timed: int = 0  # how many did
+
+    def started(self, trial_id: str, baseline: bool = False) -> None:
+        """A trial starts running."""
+        self.running += 1
+        self.running_baselines += baseline
+        self.peak_running = max(self.peak_running, self.running)
+        self.epochs[trial_id] = 0
+
+    def ended(self, trial_id: str, baseline: bool, result: dict) -> None:
+        """A trial stops running; its wall time, where Tune measured one, goes to the mean for the ETA."""
+        self.running = max(0, self.running - 1)
+        self.running_baselines = max(0, self.running_baselines - baseline)
+        self.epochs.pop(trial_id, None)
+        wall = result.get("time_total_s")
+        if wall:
+            self.wall_seconds += float(wall)
+            self.timed += 1
 
 
 def count_done(study: optuna.Study) -> int:

@@ -166,7 +166,7 @@ class RKSearcher(Searcher):
                     repeats += 1
             if reason is None:
                 self._live[trial_id] = ot_trial
-                self.tally.running += 1
+                self.tally.started(trial_id)
                 config = self._config(spec, ot_trial.number)
                 if self.replay is not None:  # the spec's table seed is drawn from the search's seed and the trial
                     config.update(replay=self.replay, spec_name=spec.name, counts=(c.flops, c.params),
@@ -215,7 +215,7 @@ class RKSearcher(Searcher):
             self.baselines_study.tell(ot_trial, state=TrialState.FAIL)
             return None
         self._live[trial_id] = ot_trial
-        self.tally.running += 1
+        self.tally.started(trial_id, baseline=True)
         return self._config(spec, f"b{ot_trial.number}", **{BASELINE: baseline.label})
 
     def _config(self, spec: AnySpec, trial_number: int | str, **extra: Any) -> dict:
@@ -225,14 +225,18 @@ class RKSearcher(Searcher):
                 "objectives": list(self.space.objectives), "fault": injected_fault(trial_number), **extra}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Multi-objective Optuna takes no intermediate values; nothing to do here."""
+        """Multi-objective Optuna takes no intermediate values; the live display shows the epoch."""
+        epoch = result.get("epoch")
+        if trial_id in self.tally.epochs and isinstance(epoch, (int, float)):
+            self.tally.epochs[trial_id] = int(epoch)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         ot_trial = self._live.pop(trial_id, None)
         if ot_trial is None:
             return
-        self.tally.running = max(0, self.tally.running - 1)
         result = result or {}
+        baseline = is_baseline(ot_trial.user_attrs)
+        self.tally.ended(trial_id, baseline, result)
         attrs = {k: result[k] for k in _RESULT_ATTRS if k in result and result[k] is not None}
         attrs["ray_trial_id"] = trial_id
         values = [result.get(o) for o in self.space.objectives]
@@ -251,7 +255,7 @@ class RKSearcher(Searcher):
             self.tally.failed += 1
         else:
             state, outcome = TrialState.COMPLETE, TRAINED
-            if is_baseline(ot_trial.user_attrs):
+            if baseline:
                 self.tally.baselines += 1
             else:
                 self.tally.trained += 1

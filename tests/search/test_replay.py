@@ -109,6 +109,7 @@ def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: P
     r = rksearch_cli("run", space, "--replay", table_path, "--out", tmp_path / "studies")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "replayed from table.csv" in r.stdout and "Pareto front" in r.stdout
+    assert "accuracy measured on 500 validation images: ±" in r.stdout  # the proxy's val_size, under the front
     folder = tmp_path / "studies" / "tiny"
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert study.user_attrs["replay"] == "table.csv"
@@ -177,6 +178,9 @@ def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: P
     status = [line for line in text.splitlines() if line.startswith("tiny ") and " done " in line]
     assert len(status) >= 30 and "\x1b[" not in text  # a line per finished trial, no terminal codes
     assert text.index("done 1 (") < text.index("Pareto front")
+    timed = [line for line in status if " done 0 (" not in line]  # a trial has finished: its wall time is measured
+    assert timed and all(" ETA " in line and " ETA ?" not in line for line in timed), timed
+    assert any(" of 3)" in line for line in status), status  # the epoch of each running trial
     assert "OMP_NUM_THREADS=4 in the environment, but each trial gets 1 CPU(s) from Ray" in text  # said once
     assert text.count("OMP_NUM_THREADS=4") == 1
 
