@@ -18,7 +18,7 @@ import pytest
 
 from rksearch.search.preflight import failure_bound
 from rksearch.analysis.study import load_study
-from helpers import load
+from helpers import load, write_space, write_table
 
 DONE = ("trained", "pruned")
 
@@ -195,16 +195,21 @@ def test_a_search_whose_every_trial_fails_still_ends() -> None:
 
 
 @pytest.mark.slow
-def test_same_seed_same_proposals(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
-    """Two searches of one space, one after the other into two folders, propose the same specs."""
+def test_same_seed_same_proposals(tmp_path: Path, rksearch_cli, ray_session) -> None:
+    """Two searches of one space, one after the other into two folders, propose the same specs.
+    What a trial trains does not steer the proposals' seeds, so the trials replay a table (seconds,
+    not minutes); the samplers, Tune and the study are the real ones."""
     names = []
-    for run in ("a", "b"):  # each trains one trial at a time
-        space = demo_space("repro", folder=tmp_path / run, search__trials=3, search__concurrency=1)
-        r = rksearch_cli("run", space, "--out", tmp_path / run / "studies")
+    for run in ("a", "b"):  # each runs one trial at a time
+        folder = tmp_path / run
+        folder.mkdir()
+        space = write_space(folder, trials=4, search__concurrency=1)
+        table = write_table(folder, space)
+        r = rksearch_cli("run", space, "--replay", table, "--out", folder / "studies")
         assert r.returncode == 0, r.stderr[-3000:]
-        names.append([t.user_attrs["name"] for t in load(tmp_path / run / "studies" / "repro").trials])
+        names.append([t.user_attrs["name"] for t in load(folder / "studies" / "tiny").trials])
     assert names[0] == names[1]
-    assert len(names[0]) >= 3
+    assert len(names[0]) >= 4
 
 
 TWO_NODES = """

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import load
+from helpers import load, write_space, write_table
 from rksearch.arch.rknet import RKNetSpec
 from rksearch.analysis.study import load_study
 
@@ -25,7 +25,9 @@ def outcomes(study: optuna.Study) -> list[str]:
 
 @pytest.mark.slow
 def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
-    space = demo_space()
+    """A search trains, ASHA stops the weak (PRUNED, partial results kept as attributes), the
+    outputs are written; run again it continues; --fresh moves the old study aside."""
+    space = demo_space(proxy__epochs=3, search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4})
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -35,6 +37,12 @@ def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli
     assert len(done) == 6
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert trained, outcomes(study)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, outcomes(study)
+    for t in pruned:
+        assert t.values is None
+        assert t.user_attrs["outcome"] == "pruned"
+        assert t.user_attrs["epoch"] < 3 and "accuracy" in t.user_attrs
     for t in trained:
         ua = t.user_attrs
         for key in ("spec", "name", "flops", "params", "accuracy", "epochs", "images_per_s", "seconds",
@@ -45,6 +53,7 @@ def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli
         assert ua["flops"] <= 12e6  # the space's constraint holds for every trained candidate
         assert t.values == [ua["accuracy"], ua["flops"]]
         assert 0.0 <= ua["accuracy"] <= 1.0
+        assert ua["epochs"] == 3
     assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # nothing trained twice
     assert study.user_attrs["objectives"] == ["accuracy", "flops"]
 
@@ -72,26 +81,6 @@ def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli
     assert f"the old study is now {aside[0]}" in r.stdout
     assert len(load(study_dir).trials) >= 1
     assert len(load_study(aside[0]).trials) == len(study.trials)  # the renamed folder still reads
-
-
-@pytest.mark.slow
-def test_asha_stops_weak_trials_as_pruned(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
-    space = demo_space(
-        "asha", proxy__epochs=3, search__trials=8,
-        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4},
-    )
-    r = rksearch_cli("run", space, "--out", tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    study = load(tmp_path / "asha")
-    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    assert pruned, outcomes(study)
-    for t in pruned:
-        assert t.values is None
-        assert t.user_attrs["outcome"] == "pruned"
-        assert t.user_attrs["epoch"] < 3 and "accuracy" in t.user_attrs
-    for t in study.trials:
-        if t.state == optuna.trial.TrialState.COMPLETE:
-            assert t.user_attrs["epochs"] == 3
 
 
 @pytest.mark.slow
@@ -238,16 +227,16 @@ def test_stale_trials_are_failed_and_a_proposal_in_flight_is_not() -> None:
 
 
 @pytest.mark.slow
-def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
+def test_a_gpu_space_runs_on_the_cpu_with_a_notice(tmp_path: Path, rksearch_cli, ray_session) -> None:
     """No GPU here: a space asking for a quarter GPU and 4 CPUs per trial runs on the CPU, one CPU
-    per trial, and says what changed; the overrides it ran with are recorded."""
-    space = demo_space("gpu_space", search__resources={"cpu": 4, "gpu": 0.25}, search__concurrency=4,
-                       search__trials=2)
-    r = rksearch_cli("run", space, "--out", tmp_path, "--set", "proxy.val_size=64")
+    per trial, and says what changed; the overrides it ran with are recorded. (The trials replay a
+    table: where a trial runs is settled before it trains.)"""
+    space = write_space(tmp_path, trials=2, search__resources={"cpu": 4, "gpu": 0.25}, search__concurrency=4)
+    table = write_table(tmp_path, space)
+    r = rksearch_cli("run", space, "--replay", table, "--out", tmp_path, "--set", "proxy.val_size=64")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "no GPU here: trials run on the CPU (search.resources 4 CPU + 0.25 GPU -> 1 CPU, concurrency 4 -> " in r.stdout
-    study = load(tmp_path / "gpu_space")
+    study = load(tmp_path / "tiny")
     assert sum(t.user_attrs.get("outcome") in ("trained", "pruned") for t in study.trials) == 2
     assert study.user_attrs["overrides"] == {"proxy.val_size": 64} and study.user_attrs["proxy"]["val_size"] == 64
-    assert (tmp_path / "gpu_space" / "space.yaml").read_text().startswith("# run with --set proxy.val_size=64\n")
-
+    assert (tmp_path / "tiny" / "space.yaml").read_text().startswith("# run with --set proxy.val_size=64\n")
