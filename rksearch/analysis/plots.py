@@ -222,3 +222,24 @@ def compare_figure(studies: Sequence[Study], objectives: Sequence[str] | str | N
     fig.update_xaxes(title=axis(x)[1], type="log" if _log_axis(xs) else "linear")
     fig.update_yaxes(title=axis(y)[1])
     return fig
+
+
+def latency_figure(rows: Sequence[dict], title: str) -> go.Figure:
+    """Measured latency against FLOPs, one colour per family (``IRK, 3 stages``); rows as
+    :func:`rksearch.search.latency_space.latency_report` gives them (name, flops, params, latency_ms, family)."""
+    from plotly.colors import qualitative
+
+    frame = pd.DataFrame(list(rows))
+    fig = go.Figure()
+    colours = qualitative.Dark24
+    for i, (fam, part) in enumerate(frame.groupby("family", sort=True)):
+        fig.add_trace(go.Scatter(
+            x=part["flops"] * axis("flops")[0], y=part["latency_ms"], mode="markers", name=str(fam),
+            marker=dict(color=colours[i % len(colours)], size=9),
+            customdata=np.column_stack([part["name"], part["params"] * axis("params")[0], part["p90_ms"]]),
+            hovertemplate="%{customdata[0]}<br>%{x:.4g} GFLOPs, %{customdata[1]:.4g} M params<br>"
+                          "median %{y:.4g} ms, p90 %{customdata[2]:.4g} ms<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", legend_title_text="method, stages per period")
+    fig.update_xaxes(title=axis("flops")[1])
+    fig.update_yaxes(title="latency (ms, median)")
+    return fig

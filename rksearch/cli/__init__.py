@@ -24,6 +24,7 @@ from rksearch.cli import train  # noqa: F401
 from rksearch.cli import space  # noqa: F401
 from rksearch.cli import bench  # noqa: F401  (registers rksearch bench)
 from rksearch.cli import calibrate  # noqa: F401  (registers rksearch calibrate)
+from rksearch.cli import latency  # noqa: F401  (registers rksearch latency)
 from rksearch.core.errors import RKSearchError
 from rksearch.core.secrets import mask_secrets
 from rksearch.core.stopping import OnSigint, OnSigterm, ray_lost

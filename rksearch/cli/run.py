@@ -27,6 +27,7 @@ def run(
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="PATH", help=DATA_ROOT_HELP),
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", help=DATASET_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print how long the search would take on this machine (a few real training steps of a small, median and large spec) and stop; writes nothing."),
+    latency_table: Optional[Path] = typer.Option(None, "--latency-table", help="A per-device latency table (rksearch latency SPACE.yaml --all writes one): its device key is the target of the space's latency objective and max_latency_ms (default: this machine's table, in ~/.cache/rksearch/latency)."),
     replay: Optional[Path] = typer.Option(None, "--replay", help="Replay a tabulated benchmark (a CSV such as benchmarks/rkbench/table.csv) instead of training: each trial reads its learning curve and cost from the table."),
 ) -> None:
     """Search the space: Ray Tune trains proxies of the candidates Optuna proposes."""
@@ -50,7 +51,8 @@ def run(
 
             notify(describe_data(space.proxy.dataset, space.proxy.root))  # which copy, or where it will download
         result = run_search(space, trials=trials, fresh=fresh, address=address, storage=storage, out=out_dir,
-                            max_failures=max_failures, on_update=update, replay=replay, notify=notify)
+                            max_failures=max_failures, on_update=update, replay=replay, notify=notify,
+                            latency_table=latency_table)
     t = result.tally
     if result.set_aside is not None:
         out.print(f"the old study is now {result.set_aside} (rksearch pareto {result.set_aside})", markup=False,

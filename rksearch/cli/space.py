@@ -64,7 +64,8 @@ def _render(info: dict[str, Any]):
     from rich.text import Text
 
     fe = info["feasible"]
-    units = {"max_flops": (1e9, "GFLOPs"), "max_params": (1e6, "M params")}
+    units = {"max_flops": (1e9, "GFLOPs"), "max_params": (1e6, "M params"),
+             "max_latency_ms": (1.0, "ms latency (measured in a search, not in this share)")}
     limits = [f"<= {v / units[k][0]:g} {units[k][1]}" for k, v in info["constraints"].items() if v is not None]
     if not limits:
         share = "no constraints: every spec is feasible"

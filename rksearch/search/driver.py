@@ -16,6 +16,7 @@ from rksearch.core.secrets import mask_secrets, masked
 from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
 from rksearch.search.cluster import check_resources, fit_to_machine, init_ray
+from rksearch.search.latency import search_latency
 from rksearch.search.liveness import driver_id, fail_stale_trials, settled
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
                                        check_same_storage, chosen_storage, failure_bound)
@@ -74,6 +75,7 @@ def run_search(
     on_update: Callable[["RKSearcher"], None] | None = None,
     replay: str | Path | None = None,
     notify: Callable[[str], None] | None = None,
+    latency_table: str | Path | None = None,
 ) -> SearchResult:
     """Run (or continue) the search of ``space`` until ``trials`` trials are done.
 
@@ -81,7 +83,9 @@ def run_search(
     duplicate proposals and failures do not count. Running it again continues the study.
     ``replay``: a tabulated benchmark (:mod:`rksearch.search.replay`) whose learning curves the trials
     read instead of training; each trial's ``seconds`` is then the table's cost. ``notify`` gets
-    one-line notices before the search starts (a GPU space moved to the CPU).
+    one-line notices before the search starts (a GPU space moved to the CPU). ``latency_table``: a
+    per-device table (:mod:`rksearch.search.latency`) whose key is the target of a latency objective
+    or constraint, instead of this machine's table in the cache folder.
     """
     from ray import tune
 
@@ -104,13 +108,14 @@ def run_search(
                                 source=space.source, field="baselines")
     else:
         check_dataset(space)
+    latency = search_latency(space, latency_table)
     study_dir = Path(out) / space.name
     url = absolute_url(storage) if storage else default_storage(study_dir)
     if not fresh:
         check_same_storage(study_dir, url, given["field"])
     if not fresh and (url != default_storage(study_dir) or (study_dir / DB_NAME).exists()):
         # a corrupt or unreachable storage, or a study of other objectives or proxy, fails before anything is written
-        check_continuable(open_storage(url, **given), space, replay=table)
+        check_continuable(open_storage(url, **given), space, replay=table, latency=latency)
     address = address or space.search.address
     ray_seconds = init_ray(address, space)
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
@@ -118,20 +123,23 @@ def run_search(
         if notice is not None and notify is not None:
             notify(notice)
         check_resources(space)
+    if latency is not None and notify is not None:
+        notify(latency.notice())
     threads = threads_warning(space.search.resources.cpu)  # each trial runs on its CPUs, whatever the environment asks
     if threads is not None and notify is not None:
         notify(threads)
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)
-    searcher = RKSearcher(space, rdb, driver_id(), target=wanted)
+    searcher = RKSearcher(space, rdb, driver_id(), target=wanted, latency=latency)
     searcher.replay = str(table.path) if table is not None else None
     study = searcher.study
     for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
                  "space": mask_secrets(space.source.read_text()) if space.source else None,
                  "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
                  "replay": table.path.name if table is not None else None,
-                 "overrides": masked(dict(space.overrides)) or None}.items():  # no password in an attribute
+                 "overrides": masked(dict(space.overrides)) or None,
+                 "latency_device": latency.key.text() if latency is not None else None}.items():  # no password in an attribute
         study.set_user_attr(k, v)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from rksearch.core.errors import RKSearchError
+from rksearch.search.latency import SearchLatency, check_same_target
 from rksearch.space.search_space import SearchSpace
 from rksearch.storage.baseline_study import baselines_name, is_baseline
 from rksearch.storage.folder import DB_NAME, STORAGE_ENV, default_storage, env_storage, storage_of, unmasked
@@ -79,10 +80,11 @@ PROXY_HOW = {"device", "compile", "cudnn_benchmark", "static_shapes", "cuda_grap
 (relative to where rksearch runs), not what its accuracy means."""
 
 
-def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace, replay: Any = None) -> None:
+def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace, replay: Any = None,
+                      latency: SearchLatency | None = None) -> None:
     """A continued study must go on measuring what it measured: its objectives (the slots its
-    trials' values fill), the proxy, whose accuracies share one front, and where they come from
-    (training, or the table ``replay`` of :mod:`rksearch.search.replay`)."""
+    trials' values fill), the proxy, whose accuracies share one front, where they come from
+    (training, or the table ``replay`` of :mod:`rksearch.search.replay`), and the latency's device key."""
     if space.name not in {s.study_name for s in rdb.get_all_studies()}:
         return
     old = optuna.load_study(study_name=space.name, storage=rdb)
@@ -103,6 +105,7 @@ def check_continuable(rdb: optuna.storages.RDBStorage, space: SearchSpace, repla
     if then is not None and list(then) != now:
         raise RKSearchError(f"study {space.name} was run with objectives {list(then)}, not {now}; {hint}",
                             source=space.source, field="objectives")
+    check_same_target(attrs.get("latency_device"), latency, space)
     then, now = attrs.get("proxy") or {}, space.proxy.model_dump()
     for k in sorted(set(then) | set(now)):
         was = then.get(k, getattr(type(space.proxy).model_fields.get(k), "default", None))  # a newer field: its default

@@ -18,9 +18,11 @@ from typing import Any, Iterator
 
 from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError
+from rksearch.search.trial import measured_at_sampling
 
 COLUMNS = ("name", "seed", "epoch", "val_acc", "seconds", "flops", "params")
-OBJECTIVES = ("accuracy", "flops", "params")  # what a table can answer; latency and throughput need the device
+OBJECTIVES = ("accuracy", "flops", "params", "latency")  # the table answers the first three, the searcher latency
+# (rksearch.search.latency) at sampling time; throughput needs training on the device
 MISSING_SHOWN = 3
 
 
@@ -134,8 +136,8 @@ def check_replayable(space: Any, table: Table, *, limit: int = 100_000) -> None:
     source = space.source
     others = [o for o in space.objectives if o not in OBJECTIVES]
     if others:
-        raise RKSearchError(f"a replayed search answers {', '.join(OBJECTIVES)} from the table, not "
-                            f"{', '.join(others)}", source=source, field="objectives")
+        raise RKSearchError(f"a replayed search answers accuracy, flops, params (from the table) and latency "
+                            f"(measured), not {', '.join(others)}", source=source, field="objectives")
     if space.proxy.epochs > table.epochs:
         raise RKSearchError(f"{space.proxy.epochs} epochs, but the table {table.path.name} holds {table.epochs}",
                             source=source, field="proxy.epochs")
@@ -166,7 +168,8 @@ def replay_results(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     table = load_table(config["replay"])
     spec, epochs = config["spec_name"], config["proxy"]["epochs"]
     flops, params = config["counts"]
-    static = {"flops": flops, "params": params, "trained_flops": flops, "trained_params": params}
+    static = {"flops": flops, "params": params, "trained_flops": flops, "trained_params": params,
+              **measured_at_sampling(config)}
     why = table.check_spec(spec, flops, params)
     if why is not None:
         yield {**static, "accuracy": 0.0, "epoch": 0, "failed": True, "fail_reason": why}

@@ -21,6 +21,7 @@ from rksearch.arch.resolve import AnySpec
 from rksearch.core.objectives import OBJECTIVES
 from rksearch.core.secrets import masked
 from rksearch.models.registry import count
+from rksearch.search.latency import SearchLatency, search_latency
 from rksearch.search.liveness import alive
 from rksearch.search.records import DONE, DUPLICATE, FAILED, PRUNED, REJECTED, TRAINED, SearchAborted, Tally, spec_key
 from rksearch.search.samplers import make_sampler
@@ -54,7 +55,7 @@ class RKSearcher(Searcher):
     """
 
     def __init__(self, space: SearchSpace, storage: optuna.storages.BaseStorage, driver: str,
-                 target: int | None = None):
+                 target: int | None = None, latency: SearchLatency | None = None):
         super().__init__(metric=list(space.objectives),
                          mode=[OBJECTIVES[o].sense for o in space.objectives])
         self.space = space
@@ -66,6 +67,8 @@ class RKSearcher(Searcher):
         # number of its trials in training by a live driver (of two drivers claiming it at once, the lower trains)
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> the Optuna trial it runs
         self.replay: str | None = None  # a table's path: trials replay it instead of training (rksearch.search.replay)
+        # where latencies come from (rksearch.search.latency): measured or looked up here, at sampling time
+        self.latency = latency if latency is not None or not space.needs_latency else search_latency(space)
         root = space.proxy.root  # trials run in their own folders: hand them an absolute path
         self.proxy = space.proxy.model_copy(update={"root": str(Path(root).resolve()) if root else None}).model_dump()
         directions = space.directions
@@ -152,12 +155,15 @@ class RKSearcher(Searcher):
                          "params": c.params}.items():
                 ot_trial.set_user_attr(k, v)
             violations = self.space.violations(spec)
-            for name, v in zip(("flops", "params"), violations):
+            for name, v in zip(_bounded(self.space), violations):
                 ot_trial.set_constraint(name, v)
             reason = None
             if any(v > 0 for v in violations):
                 reason, outcome = f"breaks a constraint ({_describe_violation(self.space, c)})", REJECTED
-            else:
+            elif self.latency is not None:  # counted constraints first: a breach of one is never measured
+                reason = self._latency(ot_trial, spec)
+                outcome = REJECTED
+            if reason is None:
                 if key not in self._trained:  # look again, now that this trial claims the spec: of two
                     self._sync(besides=(SEARCH, ot_trial.number))  # drivers proposing it at once, one sees the other
                 if key in self._trained:
@@ -167,7 +173,7 @@ class RKSearcher(Searcher):
             if reason is None:
                 self._live[trial_id] = ot_trial
                 self.tally.started(trial_id)
-                config = self._config(spec, ot_trial.number)
+                config = self._config(spec, ot_trial.number, **_measured(ot_trial))
                 if self.replay is not None:  # the spec's table seed is drawn from the search's seed and the trial
                     config.update(replay=self.replay, spec_name=spec.name, counts=(c.flops, c.params),
                                   replay_draw=f"{self.space.search.seed}:{ot_trial.number}")
@@ -181,6 +187,20 @@ class RKSearcher(Searcher):
             "exhausted or its constraints leave (almost) nothing; loosen constraints or enlarge the space",
             source=self.space.source, field="constraints",
         )
+
+    def _latency(self, ot_trial: optuna.Trial, spec: AnySpec) -> str | None:
+        """Record the candidate's latency on the target device (looked up, or measured under the
+        device's lock), and its constraint; why it is rejected, or None."""
+        lat = self.latency
+        ms = lat.latency_ms(spec)
+        if ms is None:
+            return lat.lacking()
+        ot_trial.set_user_attr("latency", ms)
+        v = lat.violation(ms)
+        if v is None:
+            return None
+        ot_trial.set_constraint("latency", v)
+        return f"breaks a constraint ({ms:.3g} ms > max_latency_ms {lat.max_ms:.3g} ms)" if v > 0 else None
 
     def _enqueue_untrained(self, repeats: int) -> None:
         """Queue a uniformly drawn feasible spec no trial has trained: a model-based sampler on a small
@@ -214,9 +234,17 @@ class RKSearcher(Searcher):
                 ot_trial.set_user_attr(k, v)
             self.baselines_study.tell(ot_trial, state=TrialState.FAIL)
             return None
+        ms = self.latency.latency_ms(spec) if self.latency is not None else None
+        if self.latency is not None and ms is None:  # measured like a candidate, never bounded by max_latency_ms
+            for k, v in {"outcome": REJECTED, "reason": self.latency.lacking()}.items():
+                ot_trial.set_user_attr(k, v)
+            self.baselines_study.tell(ot_trial, state=TrialState.FAIL)
+            return None
+        if ms is not None:
+            ot_trial.set_user_attr("latency", ms)
         self._live[trial_id] = ot_trial
         self.tally.started(trial_id, baseline=True)
-        return self._config(spec, f"b{ot_trial.number}", **{BASELINE: baseline.label})
+        return self._config(spec, f"b{ot_trial.number}", **{BASELINE: baseline.label}, **_measured(ot_trial))
 
     def _config(self, spec: AnySpec, trial_number: int | str, **extra: Any) -> dict:
         """A Tune trial's config: what :func:`rksearch.search.trial.run_trial` trains, and the fault
@@ -266,7 +294,19 @@ class RKSearcher(Searcher):
 
 
 _RESULT_ATTRS = ("accuracy", "epochs", "epoch", "seconds", "train_seconds", "images_per_s", "trained_flops",
-                 "trained_params", "node", "hostname", "latency", "throughput", "loss", "table_seed")
+                 "trained_params", "node", "hostname", "throughput", "loss", "table_seed")
+
+
+def _measured(ot_trial: optuna.Trial) -> dict[str, float]:
+    """What the trial reports with every result besides its training: the latency measured at
+    sampling time (Tune wants every objective in every result)."""
+    return {"latency": ot_trial.user_attrs["latency"]} if "latency" in ot_trial.user_attrs else {}
+
+
+def _bounded(space: SearchSpace) -> list[str]:
+    """The counted constraints the space sets, in the order of :meth:`SearchSpace.violations`."""
+    return [n for n, limit in (("flops", space.constraints.max_flops), ("params", space.constraints.max_params))
+            if limit is not None]
 
 
 def _describe_violation(space: SearchSpace, c) -> str:

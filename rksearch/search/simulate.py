@@ -23,6 +23,7 @@ from ray.tune.search import Searcher
 from rksearch.search.replay import Table, replay_results
 from rksearch.core.errors import RKSearchError
 from rksearch.search.asha import make_scheduler
+from rksearch.search.latency import search_latency
 from rksearch.search.liveness import driver_id
 from rksearch.search.records import SearchAborted
 from rksearch.search.samplers import seed_queue
@@ -43,11 +44,12 @@ class Simulated:
 
 
 def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budget: float = math.inf,
-             trials: int | None = None) -> Simulated:
+             trials: int | None = None, latency_table: str | None = None) -> Simulated:
     """Replay a search of ``space`` against ``table`` until its cost reaches ``budget`` seconds
     (the trial that crosses it is charged in full), ``trials`` searched trials are done (default:
     the space's ``search.trials`` when no budget is given) or every feasible spec is trained (a
-    search with ASHA on a small table can get there). ``seed`` replaces the space's seed."""
+    search with ASHA on a small table can get there). ``seed`` replaces the space's seed;
+    ``latency_table`` is ``run_search``'s (:mod:`rksearch.search.latency`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if seed is not None:
         space = dataclasses.replace(space, search=space.search.model_copy(update={"seed": seed}))
@@ -56,7 +58,8 @@ def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budge
     if space.baselines:
         raise RKSearchError("a replayed search has no table for baselines; remove them from the space",
                             source=space.source, field="baselines")
-    searcher = RKSearcher(space, optuna.storages.InMemoryStorage(), driver_id(), target=trials)
+    searcher = RKSearcher(space, optuna.storages.InMemoryStorage(), driver_id(), target=trials,
+                          latency=search_latency(space, latency_table))
     searcher.replay = str(table.path)
     seed_queue(searcher.study, space, trials if trials is not None else space.search.trials)  # grid, prescreen
     scheduler = make_scheduler(space)

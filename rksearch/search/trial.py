@@ -4,11 +4,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from typing import Any
 
-from rksearch.arch.resolve import AnySpec, any_spec_from_dict
-from rksearch.models.registry import build_model, count
+from rksearch.arch.resolve import any_spec_from_dict
+from rksearch.models.registry import count
 from rksearch.training.proxy import ProxyConfig
 
 
@@ -27,6 +26,11 @@ def injected_fault(trial_number: int | str) -> str | None:
     return None
 
 
+def measured_at_sampling(config: dict[str, Any]) -> dict[str, Any]:
+    """What the searcher measured before the trial (its latency), reported with every result."""
+    return {"latency": config["latency"]} if "latency" in config else {}
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """One Tune trial: the proxy training of a candidate, reported every epoch."""
     import ray
@@ -38,7 +42,7 @@ def run_trial(config: dict[str, Any]) -> None:
     proxy = ProxyConfig.model_validate(config["proxy"])
     c = count(spec)
     static = {"flops": c.flops, "params": c.params, "hostname": socket.gethostname(),
-              "node": ray.get_runtime_context().get_node_id()}
+              "node": ray.get_runtime_context().get_node_id(), **measured_at_sampling(config)}
     fault = config.get("fault")  # injected_fault(), read by the driver
     if fault == "nan":  # a learning rate no network survives: a real non-finite loss
         proxy = proxy.model_copy(update={"lr": 1e12})
@@ -68,8 +72,6 @@ def run_trial(config: dict[str, Any]) -> None:
     final = {**static, **r, "final": True, "epoch": r["epochs"]}
     if "throughput" in config["objectives"]:
         final["throughput"] = r["images_per_s"]
-    if "latency" in config["objectives"]:
-        final["latency"] = measure_latency_ms(spec, proxy.device)
     tune.report(final)
 
 
@@ -108,24 +110,3 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, MemoryError) or any(m in lowered for m in _OOM_MARKERS):
         return f"out of memory: {text}" if text else "out of memory"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def measure_latency_ms(spec: AnySpec, device: str = "auto", repeats: int = 10) -> float:
-    """Median inference time of one image through the full model on the trial's device."""
-    import torch
-
-    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model = build_model(spec).to(dev).eval()
-    x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size, device=dev)
-    times = []
-    with torch.inference_mode():
-        for i in range(repeats + 2):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(x)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - t0)
-    return 1000 * sorted(times)[len(times) // 2]

@@ -1,4 +1,4 @@
-"""The plain sections of a search space: constraints, search (sampler, Ray resources), objectives.
+"""The plain sections of a search space: constraints, latency, search (sampler, Ray resources), objectives.
 
 Strict pydantic models, so ``trials: yes`` or ``gpu: "half"`` is an error rather than a guess.
 FLOPs and params are written as numbers or with an SI suffix (``2.5e9``, ``2.5G``, ``800M``):
@@ -39,10 +39,24 @@ class _Strict(BaseModel):
 
 
 class Constraints(_Strict):
-    """Upper bounds on the FULL spec (not the proxy's shrunken copy); None = unbounded."""
+    """Upper bounds on the FULL spec (not the proxy's shrunken copy); None = unbounded. FLOPs and
+    params are counted; latency (ms per forward pass) is measured under ``latency:``'s settings."""
 
     max_flops: Optional[Annotated[Quantity, Field(gt=0)]] = None
     max_params: Optional[Annotated[Quantity, Field(gt=0)]] = None
+    max_latency_ms: Optional[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = None
+
+
+class LatencyConfig(_Strict):
+    """How a candidate's latency is measured (:mod:`rksearch.training.latency`): the full network,
+    one forward pass of ``batch`` images, on ``device`` at ``precision`` with ``threads`` threads
+    (None: torch's default on the measuring machine)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch: int = Field(default=1, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    threads: Optional[int] = Field(default=None, ge=1)
+    channels_last: bool = True
 
 
 class SchedulerConfig(_Strict):

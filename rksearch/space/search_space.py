@@ -30,7 +30,7 @@ from rksearch.core.errors import RKSearchError, from_validation_error
 from rksearch.space.overrides import apply_overrides, blame
 from rksearch.training.proxy import ProxyConfig
 from rksearch.core.objectives import OBJECTIVES
-from rksearch.space.config import Constraints, SearchConfig, parse_objectives, parse_reference_point
+from rksearch.space.config import Constraints, LatencyConfig, SearchConfig, parse_objectives, parse_reference_point
 from rksearch.space.parse import Baseline, CandidatesSpace, NetworkSpace, PeriodsSpace, check_structure, parse_baselines, parse_candidates, parse_network, parse_periods
 from rksearch.arch.rknet import GLOBAL_FIELDS, PERIOD_FIELDS, RKNetSpec
 from rksearch.core.yamlio import parse_yaml, read_text
@@ -106,6 +106,12 @@ class SearchSpace:
     """Known networks each trained once per study under the same proxy, apart from the search."""
     overrides: tuple[tuple[str, Any], ...] = ()
     """Fields the command line set over the file's (``--set``, ``--data-root``, ``--dataset``)."""
+    latency: LatencyConfig = LatencyConfig()
+    """How latency is measured, where an objective or a constraint asks for it."""
+
+    @property
+    def needs_latency(self) -> bool:
+        return "latency" in self._objectives or self.constraints.max_latency_ms is not None
 
     @property
     def objectives(self) -> list[str]:
@@ -284,8 +290,8 @@ class SearchSpace:
 
 
 
-TOP_KEYS = ("name", "network", "periods", "candidates", "baselines", "constraints", "objectives", "proxy", "search",
-            "storage", "reference_point")
+TOP_KEYS = ("name", "network", "periods", "candidates", "baselines", "constraints", "objectives", "latency", "proxy",
+            "search", "storage", "reference_point")
 GRID_LIMIT = 100_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -335,6 +341,7 @@ def parse_space(data: Any, *, source: str | Path | None = None) -> SearchSpace:
         _reference_point=parse_reference_point(data.get("reference_point"), objectives, chk),
         candidates=candidates,
         baselines=parse_baselines(data.get("baselines"), network, chk),
+        latency=_section(LatencyConfig, data, "latency", source),
     )
     _check_search(space, chk)
     return space

@@ -75,16 +75,16 @@ def bad_table(tmp_path: Path, kind: str) -> Path:
     ("not_a_number", "row 4: seconds 'soon' is not a finite number"),
     ("missing_specs", "5 of the 64 feasible specs of space tiny are not in the table: ERKNet-2x1_2x1_2x1"),
     ("few_epochs", "proxy.epochs: 3 epochs, but the table table.csv holds 2"),
-    ("latency", "a replayed search answers accuracy, flops, params from the table, not latency"),
+    ("throughput", "a replayed search answers accuracy, flops, params (from the table) and latency (measured), not throughput"),
 ])
 def test_bad_tables_exit_2_with_one_line_and_write_nothing(tmp_path: Path, capsys, monkeypatch, kind: str,
                                                             needle: str) -> None:
     monkeypatch.chdir(tmp_path)
     if kind == "missing":
         space, table = write_space(tmp_path), tmp_path / "nowhere.csv"
-    elif kind == "latency":
-        space = write_space(tmp_path, objectives=["accuracy", "latency"])
-        space.write_text(space.read_text().replace("flops: 10M", "latency: 100"))
+    elif kind == "throughput":
+        space = write_space(tmp_path, objectives=["accuracy", "throughput"])
+        space.write_text(space.read_text().replace("flops: 10M", "throughput: 100"))
         table = write_table(tmp_path, space)
     else:
         table = bad_table(tmp_path, kind)
