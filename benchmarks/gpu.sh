@@ -1,12 +1,47 @@
 #!/usr/bin/env bash
 # Issue 6's whole GPU table in one go (about 6 minutes on one H100), printed last.
 #   bash benchmarks/gpu.sh [--budget-s 350] [--json PATH] [--cifar PATH]
+#   bash benchmarks/gpu.sh --dry-run [--only ...]   # what is there, what would run; installs nothing
 # Run from anywhere on a machine with CUDA and PyTorch. rksearch needs pydantic and PyYAML: where
 # they are missing, wheels carried in .whl/ are installed to a temporary folder first. Without
-# CUDA it stops with exit status 2 and says so.
+# CUDA it stops with exit status 2 and says so. --dry-run checks python, torch (and its GPUs),
+# torchvision, numpy, pydantic, PyYAML, triton and a C compiler (torch.compile builds kernels),
+# lists the rows a run would measure and exits 0, GPU or not; 2 where python or torch is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+dry_run() {
+  local missing=0 m v cc
+  echo "dry run: nothing is installed or measured"
+  if ! v=$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null); then
+    echo "python: $PY not found"; return 2
+  fi
+  echo "python: $PY $v"
+  for m in torch torchvision numpy pydantic yaml triton; do
+    if v=$("$PY" -c "import $m; print(getattr($m, '__version__', 'present'))" 2>/dev/null); then
+      echo "$m: $v"
+    else
+      echo "$m: missing"
+      case $m in
+        torch) missing=1 ;;
+        pydantic|yaml) if compgen -G ".whl/*.whl" >/dev/null; then echo "  (a run installs the wheels in .whl/ first)"; fi ;;
+      esac
+    fi
+  done
+  if (( missing )); then echo "error: the table needs torch" >&2; return 2; fi
+  "$PY" -c 'import torch
+n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+print("GPU: " + (", ".join(torch.cuda.get_device_name(i) for i in range(n)) if n else "none (a run stops with exit status 2)"))'
+  cc=$(command -v cc || command -v gcc || command -v clang || true)
+  echo "C compiler: ${cc:-missing (the torch.compile rows would fail)}"
+  PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" benchmarks/throughput.py --device cuda --list "$@"
+}
+args=()
+for a in "$@"; do [[ $a == --dry-run ]] || args+=("$a"); done
+if (( ${#args[@]} < $# )); then
+  dry_run ${args[@]+"${args[@]}"}
+  exit $?
+fi
 if ! "$PY" -c "import pydantic, yaml" 2>/dev/null; then
   if compgen -G ".whl/*.whl" >/dev/null; then
     SITE=$(mktemp -d)

@@ -233,6 +233,31 @@ def table(rows: list[dict[str, Any]], models: dict[str, tuple], goals: bool) -> 
     return "\n".join(lines)
 
 
+def selected(args: argparse.Namespace) -> list[Group]:
+    """The groups a run measures, in priority order: ``--check``, ``--no-compile`` and ``--only`` applied."""
+    gs = groups("cpu" if args.check else args.device)
+    if args.no_compile or args.check:
+        gs = [g for g in gs if not g.compiled]
+    if args.only:
+        gs = [g for g in gs if any(word in g.name for word in args.only.split(","))]
+    return gs
+
+
+def listing(args: argparse.Namespace) -> str:
+    """What a run would measure: one line per row (``group | model | variant``), in the order it runs."""
+    mode = "check" if args.check else args.device
+    options = SETTINGS[mode]
+    budget = args.budget_s or (350 if mode == "cuda" else None)
+    lines = [f"would run on {options['device']}: batch {options['batch_size']}, amp {options['amp']}, "
+             + (f"budget {budget:.0f} s (groups past it are skipped)" if budget else "no time budget")]
+    for g in selected(args):
+        if g.kind == "proxy":
+            lines.append(f"  {g.name} | proxy trials of a new model (section 3) | at most {g.timeout_s:.0f} s")
+        lines += [f"  {g.name} | {r.model} | {r.variant}" + (" (kernel profile)" if g.kind == "profile" else "")
+                  for r in g.rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -245,9 +270,13 @@ def main() -> None:
                     help="CPU: one thread, timed by its CPU time, which other jobs on a shared machine hardly disturb")
     ap.add_argument("--json", type=Path, help="also write every row to this file")
     ap.add_argument("--cifar", help="CIFAR-10 for the proxy trials (default .device_data/cifar10-jpeg.zip, if there)")
+    ap.add_argument("--list", action="store_true", help="print the groups and rows a run would measure, and stop")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--proxy-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.list:  # before the CUDA check: gpu.sh --dry-run lists a GPU run on any machine
+        print(listing(args))
+        return
     from proxy_trials import proxy_section, proxy_worker
 
     if args.worker:
@@ -271,11 +300,7 @@ def main() -> None:
         options = {**options, "clock": "thread"}
     budget = args.budget_s or (350 if mode == "cuda" else 1e9)
     deadline = start + budget
-    gs = groups("cpu" if args.check else args.device)
-    if args.no_compile or args.check:
-        gs = [g for g in gs if not g.compiled]
-    if args.only:
-        gs = [g for g in gs if any(word in g.name for word in args.only.split(","))]
+    gs = selected(args)
     device = torch.cuda.get_device_name() if mode == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     if options.get("clock") == "thread":
         device += ", thread CPU time"

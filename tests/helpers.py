@@ -1,10 +1,17 @@
 """Helpers several test folders share: a CLI call in this process, a reader of a running study,
-a folder snapshot, and the tiny replay space with its synthetic table."""
+a folder snapshot, the tiny replay space with its synthetic table, and a two-node Ray cluster."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import optuna
 import yaml
@@ -90,3 +97,47 @@ def write_table(folder: Path, space_path: Path, *, drop: int = 0, epochs: int = 
         writer.writerows(rows)
     return path
 
+
+
+TWO_NODES = """
+import json, sys
+from ray.cluster_utils import Cluster
+
+head, node = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+cluster = Cluster(initialize_head=True, connect=False, head_node_args=head)
+try:
+    cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    print(cluster.address, flush=True)
+    sys.stdin.read()  # up until the test closes stdin
+finally:
+    cluster.shutdown()
+"""
+"""A two-node Ray cluster, held by a process of its own: ``Cluster.shutdown`` resets the Ray state
+of the process it runs in (its internal KV), which would break the session's Ray in this one."""
+
+
+@contextlib.contextmanager
+def two_node_cluster(folder: Path, head: dict[str, Any] | None = None,
+                     node: dict[str, Any] | None = None) -> Iterator[str]:
+    """The address of a local two-node Ray cluster, each node ``Cluster.add_node``'s arguments
+    (``num_cpus``, ``num_gpus``: a GPU count no process needs a real card for); shut down, and its
+    process group killed, when the block ends."""
+    log = folder / "cluster.log"  # a file: a full pipe would stall the cluster
+    args = [json.dumps(head or {"num_cpus": 1}), json.dumps(node or {"num_cpus": 1})]
+    with log.open("w") as sink:
+        holder = subprocess.Popen([sys.executable, "-c", TWO_NODES, *args], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=sink, text=True, start_new_session=True)
+    try:
+        address = holder.stdout.readline().strip()
+        assert address, log.read_text()[-3000:]
+        yield address
+    finally:
+        holder.stdin.close()
+        try:
+            holder.wait(timeout=120)
+        finally:
+            try:
+                os.killpg(holder.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

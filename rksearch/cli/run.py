@@ -66,7 +66,7 @@ def run(
            f"replayed from {replay.name}: {t.train_seconds:.0f} s of the table's training cost")
     )
     for reason in t.reasons[-5:]:
-        out.print(f"  failed: {reason}", markup=False, highlight=False)
+        out.print(f"  failed: {reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(result.report.table())
     for line in result.report.noise_lines() + result.report.baseline_lines():
         out.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rksearch.data.augment import Pipeline
 from rksearch.data.cache import cache_dir
-from rksearch.data.loaders import Loader, LoaderMode, make_loader, pad_batch
+from rksearch.data.loaders import Loader, LoaderMode, default_workers, make_loader, pad_batch
 from rksearch.data.sources import DATASETS, data_home, default_root, describe_data, load_dataset, locate
 from rksearch.data.splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
 
@@ -46,6 +46,6 @@ def pipeline(ds: Dataset, *, train: bool, augment: bool, size: int) -> Pipeline:
 
 __all__ = [
     "DATASETS", "DataOptions", "Dataset", "FileSplit", "Loader", "LoaderMode", "Pipeline", "Split", "Splits",
-    "TensorSplit", "balanced_order", "cache_dir", "data_home", "default_root", "describe_data", "load_dataset",
-    "load_splits", "locate", "make_loader", "pad_batch", "pipeline", "split_dataset",
+    "TensorSplit", "balanced_order", "cache_dir", "data_home", "default_root", "default_workers", "describe_data",
+    "load_dataset", "load_splits", "locate", "make_loader", "pad_batch", "pipeline", "split_dataset",
 ]

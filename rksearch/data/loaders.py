@@ -150,6 +150,12 @@ def fits_on(split: Split, device: torch.device) -> bool:
     return need < DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]
 
 
+def default_workers(cpus: int | None = None) -> int:
+    """A DataLoader's worker processes: the ``cpus`` a process was given (a Ray trial's), else the
+    machine's, at most 8."""
+    return min(8, cpus or os.cpu_count() or 1)
+
+
 def make_loader(
     split: Split,
     pipe: Pipeline,
@@ -171,5 +177,5 @@ def make_loader(
                   drop_last=drop_last)
     if mode == "resident" or (mode == "auto" and fits_on(split, device)):
         return ResidentLoader(split, pipe, **common)
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     return StreamLoader(split, pipe, workers=workers, **common)

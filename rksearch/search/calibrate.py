@@ -46,7 +46,7 @@ from rksearch.proxies.prescreen import Scorer, draw_feasible
 from rksearch.proxies.zerocost import SCORES, check_names
 from rksearch.search.calibrate_plan import (DEFAULT_BUDGETS, FIGURE, REPORT, Budget, Calibration, CalibrationFailed, Job,
                                             check_options, done_runs, parse_budgets, plan)
-from rksearch.search.cluster import init_ray
+from rksearch.search.cluster import choose_concurrency, init_ray
 from rksearch.search.liveness import driver_id, fail_stale_trials
 from rksearch.search.study_dir import prepare_study_dir
 from rksearch.search.trial import injected_fault, run_trial
@@ -137,6 +137,7 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
                for n, job in enumerate(jobs)]
     recorder = _Recorder(study, trials, on_update)
     init_ray(address or space.search.address, space)
+    space, _ = choose_concurrency(space)  # auto: as many runs at once as the cluster holds
     resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
     reason = "the run ended before this trial reported"
     try:

@@ -15,9 +15,10 @@ from rksearch.core.errors import RKSearchError
 from rksearch.core.secrets import mask_secrets, masked
 from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
-from rksearch.search.cluster import check_resources, fit_to_machine, init_ray
+from rksearch.search.cluster import check_resources, choose_concurrency, fit_to_machine, init_ray, refuse_ray_client
 from rksearch.search.latency import search_latency
 from rksearch.search.liveness import driver_id, fail_stale_trials, settled
+from rksearch.search.nodes import check_nodes
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
                                        check_same_storage, chosen_storage, failure_bound)
 from rksearch.search.progress import ProgressCallback
@@ -83,13 +84,15 @@ def run_search(
     duplicate proposals and failures do not count. Running it again continues the study.
     ``replay``: a tabulated benchmark (:mod:`rksearch.search.replay`) whose learning curves the trials
     read instead of training; each trial's ``seconds`` is then the table's cost. ``notify`` gets
-    one-line notices before the search starts (a GPU space moved to the CPU). ``latency_table``: a
-    per-device table (:mod:`rksearch.search.latency`) whose key is the target of a latency objective
-    or constraint, instead of this machine's table in the cache folder.
+    one-line notices before the search starts (a GPU space moved to the CPU, the concurrency chosen).
+    ``latency_table``: a per-device table (:mod:`rksearch.search.latency`) whose key is the target of
+    a latency objective or constraint, instead of this machine's table in the cache folder.
     """
     from ray import tune
 
     t_start = time.perf_counter()
+    address = address or space.search.address
+    refuse_ray_client(address, space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     wanted = trials if trials is not None else space.search.trials
     bounded_by = {"source": None, "field": "--max-failures"} if max_failures is not None else \
@@ -116,18 +119,21 @@ def run_search(
     if not fresh and (url != default_storage(study_dir) or (study_dir / DB_NAME).exists()):
         # a corrupt or unreachable storage, or a study of other objectives or proxy, fails before anything is written
         check_continuable(open_storage(url, **given), space, replay=table, latency=latency)
-    address = address or space.search.address
     ray_seconds = init_ray(address, space)
+
+    def say(line: str | None) -> None:
+        if line is not None and notify is not None:
+            notify(line)
+
     if not address:  # an existing cluster may autoscale: nodes that fit can still come
         space, notice = fit_to_machine(space)
-        if notice is not None and notify is not None:
-            notify(notice)
+        say(notice)
         check_resources(space)
-    if latency is not None and notify is not None:
-        notify(latency.notice())
-    threads = threads_warning(space.search.resources.cpu)  # each trial runs on its CPUs, whatever the environment asks
-    if threads is not None and notify is not None:
-        notify(threads)
+    space, notice = choose_concurrency(space)  # auto: what the cluster's GPUs (or CPUs) hold
+    say(notice)
+    say(check_nodes(space, table.path if table is not None else None))  # every node, before anything is written
+    say(latency.notice() if latency is not None else None)
+    say(threads_warning(space.search.resources.cpu))  # each trial runs on its CPUs, whatever the environment asks
     study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
     rdb = open_storage(url, **given)
     record_storage(study_dir, url)

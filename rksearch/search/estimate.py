@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rksearch.models.registry import build_model, count
+from rksearch.search.cluster import plan_concurrency
+from rksearch.space.config import Resources
 from rksearch.space.search_space import SearchSpace
 
 SIZES = {"demo": 2000, "cifar10": 50_000, "cifar100": 50_000, "svhn": 73_257}  # training images before the split
@@ -114,9 +116,13 @@ def estimate(space: SearchSpace, *, trials: int | None = None, samples: int = 30
     if not specs:
         specs = [space.sample(rng)]
     device = resolve_device(space.proxy.device, "proxy.device").type
-    cpus, concurrency = max(1, int(space.search.resources.cpu)), space.search.concurrency
-    if space.search.resources.gpu > 0 and device == "cpu":  # as run_search's fit_to_machine on a local Ray
-        cpus, concurrency = 1, max(1, min(concurrency, os.cpu_count() or 1))
+    need, concurrency = space.search.resources, space.search.concurrency
+    if need.gpu > 0 and device == "cpu":  # as run_search's fit_to_machine on a local Ray
+        need = Resources(cpu=1.0)
+        concurrency = None if concurrency is None else max(1, min(concurrency, os.cpu_count() or 1))
+    this_machine = {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count() if device == "cuda" else 0}
+    concurrency, _ = plan_concurrency([this_machine], need, concurrency)  # auto: what this machine holds
+    cpus = max(1, int(need.cpu))
     key = f"{device}|{cpus}|{space.proxy.batch_size}|{space.proxy.width}|{torch.__version__}"
     cache_file = _cache_path()
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import traceback
+from pathlib import Path
 from typing import Any
 
 from rksearch.arch.resolve import any_spec_from_dict
@@ -107,6 +109,44 @@ _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memor
 def _reason(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else ""
     lowered = text.lower()
+    site = failure_site(e)
+    at = f" [at {site}]" if site else ""
     if isinstance(e, MemoryError) or any(m in lowered for m in _OOM_MARKERS):
-        return f"out of memory: {text}" if text else "out of memory"
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+        return (f"out of memory: {text}" if text else "out of memory") + at
+    return (f"{type(e).__name__}: {text}" if text else type(e).__name__) + at
+
+
+PACKAGE_DIR = Path(os.path.abspath(__file__)).parents[1]
+"""The rksearch package's folder: a failure is placed in its code first."""
+
+
+def _shown_file(filename: str, ours: Path) -> str:
+    """A traceback's file as a reason shows it: from the package on (``rksearch/...``, ``torch/...``)."""
+    path = Path(os.path.abspath(filename))
+    if path.is_relative_to(ours):
+        return path.relative_to(ours.parent).as_posix()
+    parts = path.parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker) + 1:])
+    return "/".join(parts[-2:])
+
+
+def failure_site(e: BaseException, ours: Path = PACKAGE_DIR, width: int = 80) -> str:
+    """Where ``e`` was raised, as the last lines of its traceback show it: ``file:line in function:
+    code`` of the innermost frame in ``ours`` (the package) and, where it went deeper (into torch),
+    `` -> `` the innermost frame of all. An exception raised ``from`` another is placed where that one was."""
+    while e.__cause__ is not None and e.__cause__.__traceback__ is not None:
+        e = e.__cause__
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return ""
+    mine = [f for f in frames if Path(os.path.abspath(f.filename)).is_relative_to(ours)]
+    shown = [mine[-1], frames[-1]] if mine and mine[-1] is not frames[-1] else [frames[-1]]
+
+    def line(f: traceback.FrameSummary) -> str:
+        code = (f.line or "").strip()
+        code = code if len(code) <= width else code[:width - 3] + "..."
+        return f"{_shown_file(f.filename, ours)}:{f.lineno} in {f.name}" + (f": {code}" if code else "")
+
+    return " -> ".join(line(f) for f in shown)

@@ -92,10 +92,16 @@ class PrescreenConfig(_Strict):
     batch_size: int = Field(default=64, ge=2, description="images of proxy data for naswot, grad_norm and snip")
 
 
+def _auto_is_none(value: Any) -> Any:
+    """``concurrency: auto`` is the unset value: as many trials as the cluster holds."""
+    return None if value == "auto" else value
+
+
 class SearchConfig(_Strict):
     sampler: Literal["tpe", "nsga2", "nsga3", "gp", "qmc", "random", "grid"] = "tpe"
     trials: int = Field(default=20, ge=1)
-    concurrency: int = Field(default=1, ge=1)
+    concurrency: Annotated[Optional[Annotated[int, Field(ge=1)]], BeforeValidator(_auto_is_none)] = Field(
+        default=None, description="trials at once; None (auto): as many as the Ray cluster's resources hold")
     seed: Optional[int] = None
     scheduler: SchedulerConfig = SchedulerConfig()
     resources: Resources = Resources()

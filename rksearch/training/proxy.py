@@ -118,11 +118,11 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
     ``train_seed`` is given, the training (initial weights, batch order, augmentation): a
     tabulated benchmark keeps one split and varies only ``train_seed``.
     """
-    from rksearch.data import split_dataset
+    from rksearch.data import default_workers, split_dataset
     from rksearch.training.run import fit
 
     start = time.perf_counter()
-    use_assigned_cpus()
+    cpus = use_assigned_cpus()
     trained = spec.scaled(cfg.width)
     splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
@@ -132,7 +132,10 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
                 "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
                 "elapsed": m.seconds})
 
-    result = fit(trained, splits, cfg.train_config(train_seed), on_epoch=on_epoch if report else None)
+    config = cfg.train_config(train_seed)
+    if cpus is not None:  # a DataLoader's workers: the trial's CPUs, not the machine's (make_loader's default)
+        config = config.model_copy(update={"workers": default_workers(cpus)})
+    result = fit(trained, splits, config, on_epoch=on_epoch if report else None)
     full, small = count(spec), count(trained)
     last = result.history[-1]
     return {

@@ -18,7 +18,7 @@ import pytest
 
 from rksearch.search.preflight import failure_bound
 from rksearch.analysis.study import load_study
-from helpers import load, write_space, write_table
+from helpers import load, two_node_cluster, write_space, write_table
 
 DONE = ("trained", "pruned")
 
@@ -171,11 +171,13 @@ def test_failing_trials_are_recorded_and_bounded(tmp_path: Path, demo_space, rks
     study = load(out / "faulty")
     reasons = {t.number: t.user_attrs.get("fail_reason", "") for t in study.trials[:3]}
     assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for n in range(3)), reasons
-    assert "injected failure" in reasons[0]
+    assert "injected failure [at rksearch/search/trial.py:" in reasons[0]  # where it failed, in the worker
+    assert 'in run_trial: raise RuntimeError("injected failure")]' in reasons[0]
+    assert "[at rksearch/" in reasons[1]
     assert "TrainingDiverged" in reasons[1]
     assert "out of memory" in reasons[2]
     assert len(done_trials(study)) == 4  # the search went on past its failures
-    assert "failed" in r.stdout
+    assert "failed" in r.stdout and "rksearch/search/trial.py:" in r.stdout
 
     r = rksearch_cli("run", space, "--out", tmp_path / "bounded", "--max-failures", "1",
                      env={"RKSEARCH_INJECT_FAULTS": "raise@0,raise@1,raise@2,raise@3,raise@4,raise@5"})
@@ -212,45 +214,15 @@ def test_same_seed_same_proposals(tmp_path: Path, rksearch_cli, ray_session) -> 
     assert len(names[0]) >= 4
 
 
-TWO_NODES = """
-import sys
-from ray.cluster_utils import Cluster
-
-cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
-try:
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    print(cluster.address, flush=True)
-    sys.stdin.read()  # up until the test closes stdin
-finally:
-    cluster.shutdown()
-"""
-"""A two-node Ray cluster, held by a process of its own: ``Cluster.shutdown`` resets the Ray state
-of the process it runs in (its internal KV), which would break the session's Ray in this one."""
-
-
 @pytest.mark.slow
 def test_two_node_cluster(tmp_path: Path, demo_space, rksearch) -> None:
     """The driver is a process of its own: it joins this cluster, not the session's Ray."""
-    log = tmp_path / "cluster.log"  # a file: a full pipe would stall the cluster
-    with log.open("w") as sink:
-        holder = subprocess.Popen([sys.executable, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=sink, text=True, start_new_session=True)
-    try:
-        address = holder.stdout.readline().strip()
-        assert address, log.read_text()[-3000:]
+    with two_node_cluster(tmp_path) as address:
         space = demo_space("cluster", search__trials=4, search__concurrency=2, search__scheduler="none")
         r = rksearch("run", space, "--out", tmp_path, "--address", address)
         assert r.returncode == 0, r.stderr[-3000:]
-    finally:
-        holder.stdin.close()
-        try:
-            holder.wait(timeout=120)
-        finally:
-            try:
-                os.killpg(holder.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    assert "checked 2 nodes: rksearch and torch import, the data is there" in r.stdout
+    assert "stay idle" not in r.stdout  # concurrency 2 is what the two one-CPU nodes hold
     study = load(tmp_path / "cluster")
     done = done_trials(study)
     assert len(done) == 4

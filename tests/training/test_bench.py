@@ -120,6 +120,25 @@ def test_gpu_script_fails_cleanly_without_cuda() -> None:
     assert r.returncode == 2 and "needs CUDA" in r.stderr and r.stdout == ""
 
 
+def test_gpu_script_dry_run_checks_and_lists() -> None:
+    """``gpu.sh --dry-run``: what is there (python, torch and its GPUs, torchvision, numpy, a
+    compiler), then every row a GPU run measures, in its order; exit 0 without a GPU."""
+    env = {**ONE_THREAD, "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for what in ("python", "torch", "torchvision", "numpy", "GPU", "C compiler"):
+        assert any(line.startswith(f"{what}: ") for line in lines), (what, r.stdout)
+    assert f"torch: {torch.__version__}" in lines
+    rows = [line.strip() for line in lines if line.startswith("  ") and " | " in line]
+    assert rows[0] == "eager | ResNet-18 | eager"
+    assert "proxy trials | proxy trials of a new model (section 3) | at most 240 s" in rows
+    assert rows[-1] == "levers | IRKNet-3x1_3x1_3x1 k=36 | eager, concat, half batch"
+    assert "cuda-graph | ERKNet-6x1_6x1_6x1 k=36 | eager + CUDA graph" in rows
+    assert len(rows) == 36
+
+
 @pytest.mark.slow
 def test_throughput_script_check(tmp_path: Path) -> None:
     """The whole table's plumbing on tiny CPU models: workers, rows, proxy trials, JSON."""
