@@ -230,7 +230,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def figure(report: dict, path: Path) -> None:
-    """Score against cost (as a share of training the whole table), IQM with 95 % bands."""
+    """Score against cost (as a share of training the whole table), IQM with 95 % bands: ``path``
+    (HTML) and a PNG beside it where Plotly can export one (kaleido and a Chrome installed)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -244,6 +245,11 @@ def figure(report: dict, path: Path) -> None:
                       xaxis_title="cost (% of training the whole table once)",
                       yaxis_title="hypervolume / true front's (IQM, 95 % CI)")
     fig.write_html(path, include_plotlyjs="directory")
+    try:
+        fig.write_image(path.with_suffix(".png"), width=1000, height=600)
+    except Exception as e:  # noqa: BLE001  (no kaleido, no Chrome: the HTML is the figure)
+        print(f"no PNG ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); figure.html only",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for report.json and figure.html")
     parser.add_argument("--table-seeds", type=int, nargs="+", default=None,
                         help="use only these training seeds of the table (default: all)")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw --out's figure (HTML, and PNG where possible) from its report.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        if args.out is None or not (args.out / "report.json").is_file():
+            print("error: --replot needs --out DIR holding a report.json", file=sys.stderr)
+            return 2
+        figure(json.loads((args.out / "report.json").read_text()), args.out / "figure.html")
+        return 0
     if args.seeds < 2 or not 0 < args.budget <= 10 or not math.isfinite(args.budget) or args.zc_candidates < 2:
         print("error: --seeds must be at least 2, --budget in (0, 10] and --zc-candidates at least 2", file=sys.stderr)
         return 2

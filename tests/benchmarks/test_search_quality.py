@@ -91,6 +91,7 @@ def test_a_prescreened_run_end_to_end_and_its_errors(tmp_path: Path, capsys) -> 
     assert "--zerocost" in capsys.readouterr().err
     assert sq.main([*base, "--strategies", "annealing"]) == 2
     assert "unknown strategy" in capsys.readouterr().err
+    assert sq.main([*base, "--replot", "--out", str(tmp_path)]) == 2  # no report.json there
     cache = tmp_path / "zerocost.csv"
     cache.write_text("name,naswot,naswot_seconds\n" + "".join(f"{n},{i},0.01\n" for i, n in enumerate(names)))
     assert sq.main([*base, "--strategies", "random", "tpe+zc", "--zerocost", str(cache), "--zc-score", "naswot",
@@ -98,3 +99,6 @@ def test_a_prescreened_run_end_to_end_and_its_errors(tmp_path: Path, capsys) -> 
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["zc_score"] == "naswot" and report["strategies"]["random"]["scoring_seconds_mean"] == 0.0
     assert 0 < report["strategies"]["tpe+zc"]["scoring_seconds_mean"] <= 0.01 * len(names) + 1e-9
+    (tmp_path / "out" / "figure.html").unlink()
+    assert sq.main([*base, "--replot", "--out", str(tmp_path / "out")]) == 0  # redrawn from the report alone
+    assert (tmp_path / "out" / "figure.html").is_file()
