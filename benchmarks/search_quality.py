@@ -8,6 +8,13 @@ specs (the search saw one noisy seed; the judge uses the mean), divided by the h
 table's true front. Reported per strategy at 10, 25, 50 and 100 % of the budget: the
 interquartile mean (IQM) over seeds and a bootstrap 95 % interval of it.
 
+A strategy is ``SAMPLER[+asha][+zc[N]]``: the space's search with that sampler, ASHA or no
+scheduler, and ``zc`` zero-cost pre-screening (``search.prescreen``: ``--zc-score``,
+``--zc-candidates``) of every trial, or ``zcN`` of the first N only (a warm start, after which the
+sampler proposes). A pre-screen reads its scores from the cache of ``benchmarks/rkbench/zerocost.py``
+(``--zerocost``) instead of scoring, and is charged the seconds the cache says the scoring of its
+candidates took, before its first trial, as ``rksearch run`` scores them before it trains.
+
     python benchmarks/search_quality.py search_spaces/rkbench.yaml benchmarks/rkbench/table.csv \
         --seeds 20 --budget 0.5 --out benchmarks/results/search_quality
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +38,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout: the package be
 from rksearch.core.errors import RKSearchError  # noqa: E402
 
 FRACTIONS = (0.10, 0.25, 0.50, 1.00)
-STRATEGIES = ("random", "random+asha", "tpe", "tpe+asha", "nsga2", "nsga2+asha")
+STRATEGIES = ("random", "random+asha", "tpe", "tpe+asha", "nsga2", "nsga2+asha")  # the default set
+STRATEGY = re.compile(r"(?P<sampler>random|tpe|nsga2|gp)(?P<asha>\+asha)?(?:\+zc(?P<zc_trials>\d*))?$")
 
 
 # -- statistics (hand-checked in tests/benchmarks/test_search_quality.py) -------------------------------
@@ -89,10 +98,11 @@ class Judge:
         return normalized_hv(points, self.true_hv, self.reference)
 
 
-def curve(simulated, judge: Judge, checkpoints: list[float]) -> list[float]:
-    """The search's score at each cost of ``checkpoints``: its COMPLETE trials finished by then."""
+def curve(simulated, judge: Judge, checkpoints: list[float], offset: float = 0.0) -> list[float]:
+    """The search's score at each cost of ``checkpoints``: its COMPLETE trials finished by then,
+    its clock started at ``offset`` (what it spent before its first trial: a pre-screen's scoring)."""
     names = {t.number: t.user_attrs.get("name") for t in simulated.study.trials if t.state.name == "COMPLETE"}
-    out, spent, done = [], 0.0, []
+    out, spent, done = [], offset, []
     order = iter(simulated.costs)
     pending = next(order, None)
     for c in checkpoints:
@@ -105,14 +115,54 @@ def curve(simulated, judge: Judge, checkpoints: list[float]) -> list[float]:
     return out
 
 
+# -- zero-cost scores from a cache --------------------------------------------------------------
+
+def load_zerocost(path: Path) -> dict[str, dict[str, float]]:
+    """``name -> {column: value}`` of a cache written by ``benchmarks/rkbench/zerocost.py``."""
+    import csv
+
+    if not path.is_file():
+        raise RKSearchError("no zero-cost cache here; make it with benchmarks/rkbench/zerocost.py", source=path,
+                            field="--zerocost")
+    with path.open(newline="") as f:
+        return {r["name"]: {k: float(v) for k, v in r.items() if k != "name"} for r in csv.DictReader(f)}
+
+
+class CachedScorer:
+    """A pre-screen's scorer (``rksearch.proxies.prescreen.SpecScorer``) that reads a spec's
+    ``score`` from the cache and adds the seconds the cache says it took to ``spent``."""
+
+    def __init__(self, cache: dict[str, dict[str, float]], score: str):
+        self.cache, self.score, self.spent = cache, score, 0.0
+
+    def __call__(self, spec):
+        from rksearch.proxies.zerocost import SpecScores
+
+        row = self.cache[spec.name]
+        self.spent += row[f"{self.score}_seconds"]
+        return SpecScores({self.score: row[self.score]}, {self.score: row[f"{self.score}_seconds"]})
+
+
 # -- the benchmark -----------------------------------------------------------------------------
 
-def strategy_space(space, strategy: str):
+def strategy_space(space, strategy: str, *, score: str = "synflow", candidates: int = 8, specs: int | None = None):
+    """The space searched by ``strategy`` (see the module's docstring); ``specs`` (the table's
+    size) bounds a pre-screen of every trial: each slot needs ``candidates`` specs not yet taken."""
     import dataclasses
 
-    sampler, _, asha = strategy.partition("+")
-    scheduler = space.search.scheduler.model_copy(update={"kind": "asha" if asha else "none"})
-    return dataclasses.replace(space, search=space.search.model_copy(update={"sampler": sampler, "scheduler": scheduler}))
+    from rksearch.space.config import PrescreenConfig
+
+    m = STRATEGY.match(strategy)
+    if m is None:
+        raise RKSearchError(f"unknown strategy {strategy!r}: SAMPLER[+asha][+zc[N]], SAMPLER one of random, tpe, "
+                            "nsga2, gp", field="--strategies")
+    scheduler = space.search.scheduler.model_copy(update={"kind": "asha" if m["asha"] else "none"})
+    update = {"sampler": m["sampler"], "scheduler": scheduler, "prescreen": None}
+    if m["zc_trials"] is not None:
+        every = (specs or space.search.trials) - candidates + 1
+        update["prescreen"] = PrescreenConfig(score=score, candidates=candidates,
+                                              trials=int(m["zc_trials"]) if m["zc_trials"] else every)
+    return dataclasses.replace(space, search=space.search.model_copy(update=update))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -138,14 +188,26 @@ def run(args: argparse.Namespace) -> dict:
     budget = args.budget * judge.table_cost
     checkpoints = [f * budget for f in FRACTIONS]
     fine = list(np.linspace(0, budget, 41)[1:])
+    spaces = {s: strategy_space(space, s, score=args.zc_score, candidates=args.zc_candidates, specs=len(table.curves))
+              for s in args.strategies}
+    cache = None
+    if any(s.search.prescreen for s in spaces.values()):
+        if args.zerocost is None:
+            raise RKSearchError("a +zc strategy reads its scores from a cache: give --zerocost", field="--zerocost")
+        cache = load_zerocost(args.zerocost)
+        lacking = sorted(set(table.curves) - set(cache))
+        if lacking or args.zc_score not in next(iter(cache.values())):
+            raise RKSearchError(f"the cache lacks {len(lacking)} specs of the table (e.g. {lacking[:1]}) or the score "
+                                f"{args.zc_score!r}", source=args.zerocost, field="--zerocost")
     results: dict[str, dict] = {}
-    for strategy in args.strategies:
-        s_space = strategy_space(space, strategy)
-        scores, fine_scores, started = [], [], time.perf_counter()
+    for strategy, s_space in spaces.items():
+        scores, fine_scores, scoring, started = [], [], [], time.perf_counter()
         for seed in range(args.seeds):
-            sim = simulate(s_space, table, seed=seed, budget=budget)
-            scores.append(curve(sim, judge, checkpoints))
-            fine_scores.append(curve(sim, judge, fine))
+            scorer = CachedScorer(cache, args.zc_score) if s_space.search.prescreen else None
+            sim = simulate(s_space, table, seed=seed, budget=budget, scorer=scorer)
+            scoring.append(scorer.spent if scorer else 0.0)
+            scores.append(curve(sim, judge, checkpoints, scoring[-1]))
+            fine_scores.append(curve(sim, judge, fine, scoring[-1]))
         scores, fine_scores = np.array(scores), np.array(fine_scores)
         results[strategy] = {
             "at": {f"{int(100 * f)}%": {"iqm": iqm(scores[:, i]), "ci95": bootstrap_ci(scores[:, i])}
@@ -153,6 +215,7 @@ def run(args: argparse.Namespace) -> dict:
             "curve_iqm": [iqm(fine_scores[:, i]) for i in range(len(fine))],
             "curve_ci95": [bootstrap_ci(fine_scores[:, i], resamples=500) for i in range(len(fine))],
             "seconds": time.perf_counter() - started,
+            "scoring_seconds_mean": float(np.mean(scoring)),
         }
         at = results[strategy]["at"]
         print(f"{strategy:>12}: " + "  ".join(f"{k} {v['iqm']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
@@ -161,11 +224,14 @@ def run(args: argparse.Namespace) -> dict:
     return {"space": str(args.space), "table": str(args.table), "table_seeds": args.table_seeds,
             "specs": len(table.curves), "seeds": args.seeds,
             "budget_seconds": budget, "budget_of_table": args.budget, "table_cost_seconds": judge.table_cost,
-            "reference": ref, "cost_axis": [c / judge.table_cost for c in fine], "strategies": results}
+            "reference": ref, "cost_axis": [c / judge.table_cost for c in fine], "strategies": results,
+            "zerocost": str(args.zerocost) if cache else None, "zc_score": args.zc_score if cache else None,
+            "zc_candidates": args.zc_candidates if cache else None}
 
 
 def figure(report: dict, path: Path) -> None:
-    """Score against cost (as a share of training the whole table), IQM with 95 % bands."""
+    """Score against cost (as a share of training the whole table), IQM with 95 % bands: ``path``
+    (HTML) and a PNG beside it where Plotly can export one (kaleido and a Chrome installed)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -179,6 +245,11 @@ def figure(report: dict, path: Path) -> None:
                       xaxis_title="cost (% of training the whole table once)",
                       yaxis_title="hypervolume / true front's (IQM, 95 % CI)")
     fig.write_html(path, include_plotlyjs="directory")
+    try:
+        fig.write_image(path.with_suffix(".png"), width=1000, height=600)
+    except Exception as e:  # noqa: BLE001  (no kaleido, no Chrome: the HTML is the figure)
+        print(f"no PNG ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); figure.html only",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,13 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("table", type=Path)
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=float, default=0.5, help="total cost, as a share of training the whole table")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                        help="SAMPLER[+asha][+zc[N]] (SAMPLER: random, tpe, nsga2, gp); default: the six without zc")
+    parser.add_argument("--zerocost", type=Path, default=None, help="zero-cost cache of benchmarks/rkbench/zerocost.py")
+    parser.add_argument("--zc-score", default="synflow", choices=("synflow", "naswot", "grad_norm", "snip"),
+                        help="the pre-screen's score (default: prescreen's own default, synflow)")
+    parser.add_argument("--zc-candidates", type=int, default=8, help="candidates per pre-screened trial (default 8)")
     parser.add_argument("--out", type=Path, default=None, help="folder for report.json and figure.html")
     parser.add_argument("--table-seeds", type=int, nargs="+", default=None,
                         help="use only these training seeds of the table (default: all)")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw --out's figure (HTML, and PNG where possible) from its report.json")
     args = parser.parse_args(argv)
-    if args.seeds < 2 or not 0 < args.budget <= 10 or not math.isfinite(args.budget):
-        print("error: --seeds must be at least 2 and --budget in (0, 10]", file=sys.stderr)
+    if args.replot:
+        if args.out is None or not (args.out / "report.json").is_file():
+            print("error: --replot needs --out DIR holding a report.json", file=sys.stderr)
+            return 2
+        figure(json.loads((args.out / "report.json").read_text()), args.out / "figure.html")
+        return 0
+    if args.seeds < 2 or not 0 < args.budget <= 10 or not math.isfinite(args.budget) or args.zc_candidates < 2:
+        print("error: --seeds must be at least 2, --budget in (0, 10] and --zc-candidates at least 2", file=sys.stderr)
         return 2
     try:
         report = run(args)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -33,6 +33,8 @@ from rksearch.proxies.zerocost import DATA_FREE, Batch, SpecScores, check_names,
 MAX_MISSES = 1000  # consecutive draws that are infeasible or already taken before a space counts as exhausted
 
 ParamKey = tuple[tuple[str, Any], ...]
+SpecScorer = Callable[[RKNetSpec], SpecScores]
+"""What scores a candidate: :class:`Scorer` by default; a replayed search may read a cache instead."""
 
 
 def param_key(params: dict[str, Any]) -> ParamKey:
@@ -125,14 +127,16 @@ def _best(values: list[float]) -> int:
 
 
 def prescreen_points(space: SearchSpace, n: int, m: int, score: str = "synflow", seed: int = 0, *,
-                     batch_size: int = 64, exclude: Iterable[ParamKey] = ()) -> list[Point]:
+                     batch_size: int = 64, exclude: Iterable[ParamKey] = (),
+                     scorer: Optional[SpecScorer] = None) -> list[Point]:
     """``n`` trial slots, each the best by ``score`` of ``m`` distinct feasible candidates.
 
     Chosen points are distinct from each other and from ``exclude``; a candidate passed over in
-    one slot may be drawn again in a later one (its score is cached).
+    one slot may be drawn again in a later one (its score is cached). ``scorer`` (default: a
+    :class:`Scorer` of ``score`` with ``seed`` and ``batch_size``) gives each candidate's scores.
     """
     field = "search.prescreen.candidates"
-    scorer = Scorer(space, [score], seed=seed, batch_size=batch_size)
+    scorer = scorer or Scorer(space, [score], seed=seed, batch_size=batch_size)
     rng = random.Random(seed)
     taken = set(exclude)
     cache: dict[ParamKey, tuple[float, str]] = {}
@@ -153,18 +157,19 @@ def prescreen_points(space: SearchSpace, n: int, m: int, score: str = "synflow",
     return points
 
 
-def enqueue_prescreened(study: optuna.Study, space: SearchSpace, trials: int) -> list[Point]:
+def enqueue_prescreened(study: optuna.Study, space: SearchSpace, trials: int, *,
+                        scorer: Optional[SpecScorer] = None) -> list[Point]:
     """Enqueue the pre-screened trials of ``space.search.prescreen`` into a new study.
 
     ``prescreen.trials`` of them, or ``trials`` (the trials the run is asked for) when it is
     unset; nothing when the section is absent or the study already has trials (a continued
-    search keeps the points it started with).
+    search keeps the points it started with). ``scorer``: see :func:`prescreen_points`.
     """
     cfg = space.search.prescreen
     if cfg is None or study.get_trials(deepcopy=False):
         return []
     points = prescreen_points(space, cfg.trials or trials, cfg.candidates, cfg.score, space.search.seed or 0,
-                              batch_size=cfg.batch_size)
+                              batch_size=cfg.batch_size, scorer=scorer)
     for point in points:
         study.enqueue_trial(point.params, user_attrs=point.user_attrs, skip_if_exists=True)
     return points

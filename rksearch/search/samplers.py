@@ -5,7 +5,7 @@ import warnings
 
 import optuna
 
-from rksearch.proxies.prescreen import enqueue_prescreened
+from rksearch.proxies.prescreen import SpecScorer, enqueue_prescreened
 from rksearch.space.search_space import SearchSpace
 
 
@@ -36,10 +36,10 @@ def _sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSample
     return optuna.samplers.RandomSampler(seed=seed)  # random, and grid (points are enqueued)
 
 
-def seed_queue(study: optuna.Study, space: SearchSpace, wanted: int) -> None:
+def seed_queue(study: optuna.Study, space: SearchSpace, wanted: int, *, scorer: SpecScorer | None = None) -> None:
     """Queue what the sampler does not propose: a grid's every point (once, in a new study) and the
-    zero-cost pre-screened candidates (:mod:`rksearch.proxies.prescreen`)."""
+    zero-cost pre-screened candidates (:mod:`rksearch.proxies.prescreen`, scored by ``scorer``)."""
     if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
         for params in space.enumerate_params():
             study.enqueue_trial(params, skip_if_exists=True)
-    enqueue_prescreened(study, space, wanted)
+    enqueue_prescreened(study, space, wanted, scorer=scorer)

@@ -26,6 +26,7 @@ from rksearch.search.asha import make_scheduler
 from rksearch.search.latency import search_latency
 from rksearch.search.liveness import driver_id
 from rksearch.search.records import SearchAborted
+from rksearch.proxies.prescreen import SpecScorer
 from rksearch.search.samplers import seed_queue
 from rksearch.search.searcher import RKSearcher
 from rksearch.space.search_space import SearchSpace
@@ -44,12 +45,15 @@ class Simulated:
 
 
 def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budget: float = math.inf,
-             trials: int | None = None, latency_table: str | None = None) -> Simulated:
+             trials: int | None = None, latency_table: str | None = None,
+             scorer: SpecScorer | None = None) -> Simulated:
     """Replay a search of ``space`` against ``table`` until its cost reaches ``budget`` seconds
     (the trial that crosses it is charged in full), ``trials`` searched trials are done (default:
     the space's ``search.trials`` when no budget is given) or every feasible spec is trained (a
     search with ASHA on a small table can get there). ``seed`` replaces the space's seed;
-    ``latency_table`` is ``run_search``'s (:mod:`rksearch.search.latency`)."""
+    ``latency_table`` is ``run_search``'s (:mod:`rksearch.search.latency`). ``scorer`` scores a
+    pre-screened space's candidates (e.g. from a cache of the table's specs) instead of the proxy's
+    :class:`~rksearch.proxies.prescreen.Scorer`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if seed is not None:
         space = dataclasses.replace(space, search=space.search.model_copy(update={"seed": seed}))
@@ -61,7 +65,7 @@ def simulate(space: SearchSpace, table: Table, *, seed: int | None = None, budge
     searcher = RKSearcher(space, optuna.storages.InMemoryStorage(), driver_id(), target=trials,
                           latency=search_latency(space, latency_table))
     searcher.replay = str(table.path)
-    seed_queue(searcher.study, space, trials if trials is not None else space.search.trials)  # grid, prescreen
+    seed_queue(searcher.study, space, trials if trials is not None else space.search.trials, scorer=scorer)
     scheduler = make_scheduler(space)
     costs: list[tuple[int, float]] = []
     spent, n = 0.0, 0

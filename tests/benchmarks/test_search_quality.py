@@ -57,3 +57,48 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "no such table" in err and len(err.strip().splitlines()) == 1
     assert sq.main([str(space_path), str(tmp_path / "none.csv"), "--seeds", "1"]) == 2
+
+
+def test_a_prescreened_strategy_reads_the_cache_and_pays_for_its_scoring(tmp_path: Path) -> None:
+    space_path = write_space(tmp_path)
+    table = load_table(write_table(tmp_path, space_path))
+    space, judge = load_space(space_path), sq.Judge.of(table, 3, (0.0, 10e6))
+    cache = {n: {"synflow": float(flops), "synflow_seconds": 0.5} for n, (flops, _) in table.counts.items()}
+    every = sq.strategy_space(space, "random+zc", specs=len(table.curves))
+    assert every.search.prescreen.trials == len(table.curves) - 8 + 1  # each slot can still draw 8 untaken specs
+    s_space = sq.strategy_space(space, "tpe+zc4", score="synflow", candidates=8, specs=len(table.curves))
+    assert (s_space.search.sampler, s_space.search.scheduler.kind, s_space.search.prescreen.trials) == ("tpe", "none", 4)
+    scorer = sq.CachedScorer(cache, "synflow")
+    sim = simulate(s_space, table, seed=0, budget=0.3 * judge.table_cost, scorer=scorer)
+    trials = sorted(sim.study.trials, key=lambda t: t.number)
+    pre = [t for t in trials if "prescreen_score" in t.user_attrs]
+    assert [t.number for t in pre] == [0, 1, 2, 3] and len(trials) > 4  # a warm start; then TPE proposes
+    for t in pre:  # the best of its 8 candidates by the cached score (here FLOPs: the largest)
+        assert t.user_attrs["prescreen_score"] == max(t.user_attrs["prescreen_scores"]) == cache[t.user_attrs["name"]]["synflow"]
+    scored = {n for t in pre for n in t.user_attrs["prescreen_names"]}
+    assert scorer.spent == pytest.approx(0.5 * len(scored))  # each distinct candidate paid once
+    assert sq.curve(sim, judge, [scorer.spent], scorer.spent) == [0.0]  # the clock starts after the scoring
+
+
+def test_a_prescreened_run_end_to_end_and_its_errors(tmp_path: Path, capsys) -> None:
+    import json
+
+    space_path = write_space(tmp_path)
+    table_path = write_table(tmp_path, space_path)
+    names = list(load_table(table_path).curves)
+    base = [str(space_path), str(table_path), "--seeds", "2", "--budget", "0.2"]
+    assert sq.main([*base, "--strategies", "random+zc"]) == 2
+    assert "--zerocost" in capsys.readouterr().err
+    assert sq.main([*base, "--strategies", "annealing"]) == 2
+    assert "unknown strategy" in capsys.readouterr().err
+    assert sq.main([*base, "--replot", "--out", str(tmp_path)]) == 2  # no report.json there
+    cache = tmp_path / "zerocost.csv"
+    cache.write_text("name,naswot,naswot_seconds\n" + "".join(f"{n},{i},0.01\n" for i, n in enumerate(names)))
+    assert sq.main([*base, "--strategies", "random", "tpe+zc", "--zerocost", str(cache), "--zc-score", "naswot",
+                    "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["zc_score"] == "naswot" and report["strategies"]["random"]["scoring_seconds_mean"] == 0.0
+    assert 0 < report["strategies"]["tpe+zc"]["scoring_seconds_mean"] <= 0.01 * len(names) + 1e-9
+    (tmp_path / "out" / "figure.html").unlink()
+    assert sq.main([*base, "--replot", "--out", str(tmp_path / "out")]) == 0  # redrawn from the report alone
+    assert (tmp_path / "out" / "figure.html").is_file()
