@@ -93,7 +93,9 @@ class _Recorder(Callback):
         self.tell(trial.config["index"], None, "the trial's worker crashed (see the Ray logs)")
 
     def tell(self, i: int, result: Optional[dict], reason: str = "") -> None:
-        trial = self.trials.pop(i, None)
+        """Record run ``i``'s result (or why it has none); it leaves :attr:`trials` only once told, so
+        a stop that interrupts the telling leaves it for the cleanup, never RUNNING."""
+        trial = self.trials.get(i)
         if trial is None:
             return
         if result is not None:
@@ -108,6 +110,7 @@ class _Recorder(Callback):
             self.study.tell(trial, state=TrialState.FAIL)
             self.progress.failed += 1
             self.progress.reasons.append(f"trial {trial.number}: {reason}")
+        self.trials.pop(i, None)
         if self.on_update:
             self.on_update(self.progress)
 
@@ -155,7 +158,10 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
     finally:
         with shielded():
             for i in list(recorder.trials):
-                recorder.tell(i, None, reason)
+                try:
+                    recorder.tell(i, None, reason)
+                except (RuntimeError, ValueError):  # told already: the stop came after its tell, before the pop
+                    recorder.trials.pop(i, None)
 
 
 # -- assessing ---------------------------------------------------------------------------------
