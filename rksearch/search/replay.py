@@ -21,7 +21,7 @@ from rksearch.core.errors import RKSearchError
 from rksearch.search.trial import measured_at_sampling
 
 COLUMNS = ("name", "seed", "epoch", "val_acc", "seconds", "flops", "params")
-OBJECTIVES = ("accuracy", "flops", "params", "latency")  # the table answers the first three, the searcher latency
+REPLAYABLE = ("accuracy", "flops", "params", "latency")  # the table answers the first three, the searcher latency
 # (rksearch.search.latency) at sampling time; throughput needs training on the device
 MISSING_SHOWN = 3
 
@@ -134,7 +134,7 @@ def check_replayable(space: Any, table: Table, *, limit: int = 100_000) -> None:
     asks for no more epochs than the table has, and (for a space of at most ``limit`` specs)
     every feasible spec of the space is in the table."""
     source = space.source
-    others = [o for o in space.objectives if o not in OBJECTIVES]
+    others = [o for o in space.objectives if o not in REPLAYABLE]
     if others:
         raise RKSearchError(f"a replayed search answers accuracy, flops, params (from the table) and latency "
                             f"(measured), not {', '.join(others)}", source=source, field="objectives")
