@@ -64,12 +64,23 @@ def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, demo_space, sig: int
     driver = subprocess.Popen([sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        def running() -> bool:
-            assert driver.poll() is None, driver.communicate()[1][-1500:]
-            return (out / "stopped" / "optuna.db").exists() and any(
-                t.state == optuna.trial.TrialState.RUNNING for t in load(out / "stopped").trials)
+        seen: dict[int, float] = {}  # RUNNING trial -> when first seen
 
-        wait_for(running, 300, "a running trial")
+        def training() -> bool:
+            """A trial RUNNING for 2 s is training: a proposal the searcher rejects (FLOPs, a repeat)
+            is RUNNING only for the milliseconds the check takes, and a signal then fails no trial."""
+            assert driver.poll() is None, driver.communicate()[1][-1500:]
+            if not (out / "stopped" / "optuna.db").exists():
+                return False
+            now = time.monotonic()
+            for t in load(out / "stopped").trials:
+                if t.state == optuna.trial.TrialState.RUNNING:
+                    seen.setdefault(t.number, now)
+                    if now - seen[t.number] >= 2.0:
+                        return True
+            return False
+
+        wait_for(training, 300, "a trial training")
         os.killpg(driver.pid, sig) if group else driver.send_signal(sig)
         stdout, stderr = driver.communicate(timeout=120)
         wait_for(lambda: not _group_alive(driver.pid), 60, "the driver's Ray processes to end")
