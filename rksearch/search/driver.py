@@ -17,7 +17,7 @@ from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
 from rksearch.search.cluster import check_resources, choose_concurrency, fit_to_machine, init_ray, refuse_ray_client
 from rksearch.search.latency import search_latency
-from rksearch.search.liveness import driver_id, fail_stale_trials, settled
+from rksearch.search.liveness import beating, driver_id, fail_stale_trials, settled
 from rksearch.search.nodes import check_nodes
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
                                        check_same_storage, chosen_storage, failure_bound)
@@ -161,7 +161,8 @@ def run_search(
             resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
             scheduler = make_scheduler(space)
             with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, \
-                    settled(searcher.studies, rdb, shared=shared, write_outputs=lambda: write_outputs(study_dir, url)):
+                    settled(searcher.studies, rdb, shared=shared, write_outputs=lambda: write_outputs(study_dir, url)), \
+                    beating(searcher.studies, rdb, shared=shared):  # other hosts' drivers see this one live
                 while done < wanted or searcher.pending_baselines:
                     if searcher.tally.failed > max_failures:
                         break

@@ -13,6 +13,7 @@ from filelock import FileLock, Timeout
 
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_text
+from rksearch.search.liveness import alive
 
 
 def lock_file(study_dir: Path) -> Path:
@@ -83,20 +84,9 @@ def describe(owner: dict | None) -> str:
     if owner is None:
         return "it has not said which yet"
     text = f"host {owner.get('host')}, pid {owner.get('pid')}, since {owner.get('since')}"
-    pid = owner.get("pid")
-    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and os.name == "posix" and not _alive(pid):
+    if not alive(f"{owner.get('host')}:{owner.get('pid')}"):  # known only on this host
         text += ", no longer running"
     return text
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
 
 
 def _tidy(study_dir: Path, created: bool) -> None:
