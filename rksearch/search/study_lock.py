@@ -30,10 +30,10 @@ def owner_file(study_dir: Path) -> Path:
 def study_lock(study_dir: Path, notify: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold ``study_dir`` for one ``rksearch run``: another run on it is a user error naming the
     holder. The kernel releases the lock of a process that dies (SIGKILL, a crash); the owner file
-    it leaves is taken over with a notice. The owner file goes when the run ends, the (empty) lock
-    file stays, as unlinking a lock races with a run opening it; except where the run wrote no study
-    folder (refused at a check): then it goes too, with ``--out`` if the run made it. Drivers sharing
-    a study in a database server each have a folder of their own, so they never meet here."""
+    it leaves is taken over with a notice. Both files go when the run ends (the lock file removed
+    while still held: filelock 4 does not count a lock on a removed file as taken), and ``--out``
+    too where the run made it and wrote nothing. Drivers sharing a study in a database server each
+    have a folder of their own, so they never meet here."""
     parent = study_dir.parent
     created = not parent.exists()
     try:
@@ -58,8 +58,7 @@ def study_lock(study_dir: Path, notify: Callable[[str], None] | None = None) -> 
         yield
     finally:
         owner_file(study_dir).unlink(missing_ok=True)
-        if not study_dir.exists():  # refused before writing: no trace (a run starting this instant fails as held)
-            lock_file(study_dir).unlink(missing_ok=True)
+        lock_file(study_dir).unlink(missing_ok=True)
         lock.release()
         _tidy(study_dir, created)
 

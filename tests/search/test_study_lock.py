@@ -64,7 +64,7 @@ def test_a_dead_holders_lock_is_taken_over_with_a_notice(tmp_path) -> None:
         assert json.loads(owner_file(study_dir).read_text())["pid"] == os.getpid()
     assert len(notices) == 1 and f"pid {pid}, since 2026-01-01, no longer running" in notices[0]
     assert "taking it over" in notices[0]
-    assert list(tmp_path.iterdir()) == []  # no study folder written: the lock and its owner file go with the run
+    assert list(tmp_path.iterdir()) == []  # the lock and its owner file go with the run
 
 
 def test_the_cli_prints_the_takeover_and_a_refused_run_leaves_no_folder(tmp_path, demo_space, rksearch_cli) -> None:
@@ -78,7 +78,7 @@ def test_the_cli_prints_the_takeover_and_a_refused_run_leaves_no_folder(tmp_path
     r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 2 and "holds a study in" in r.stderr, r.stderr
     assert "held this study" in r.stdout and "no longer running" in r.stdout and "taking it over" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == [".stale.lock", "stale"]  # the empty lock stays
+    assert sorted(p.name for p in out.iterdir()) == ["stale"]  # the lock and its owner file go with the run
     new = tmp_path / "new"  # refused after taking the lock, before Ray: no --out folder, no lock left
     r = rksearch_cli("run", space, "--out", new, "--address", "127.0.0.1:1")
     assert r.returncode == 2 and "cannot reach a Ray cluster" in r.stderr, r.stderr
