@@ -58,7 +58,8 @@ def ray_session():
     started = not ray.is_initialized()
     if started:
         for key, value in (("RAY_DEDUP_LOGS", "0"), ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
-                           ("RAY_AIR_NEW_OUTPUT", "0"), ("TUNE_DISABLE_SIGINT_HANDLER", "1")):
+                           ("RAY_AIR_NEW_OUTPUT", "0"), ("TUNE_DISABLE_SIGINT_HANDLER", "1"),
+                           ("RAY_USAGE_STATS_ENABLED", "0")):
             os.environ.setdefault(key, value)
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=True,
                  logging_level="ERROR")

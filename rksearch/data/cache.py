@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_atomic
 
 CACHE_VERSION = 1
@@ -40,7 +41,7 @@ def cached(kind: str, signature: list, build: Callable[[], dict]) -> dict:
     data = build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: torch.save(data, tmp), unique=True)  # workers may build it at once
-    except OSError as e:
+        write_atomic(path, lambda f: torch.save(data, f), unique=True)  # workers may build it at once
+    except (OSError, RKSearchError) as e:  # a full disk among them
         warnings.warn(f"could not write the dataset cache {path}: {e}", stacklevel=2)
     return data

@@ -13,6 +13,8 @@ from rksearch.space.config import Resources
 from rksearch.space.search_space import SearchSpace
 from rksearch.storage.folder import STORAGE_ENV
 
+USAGE_STATS_ENV = "RAY_USAGE_STATS_ENABLED"  # Ray's documented switch for its usage statistics
+
 
 def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The driver's ``RKSEARCH_*`` variables, which every Ray worker gets (Ray's ``runtime_env``):
@@ -40,10 +42,14 @@ def refuse_ray_client(address: str | None, space: SearchSpace) -> None:
 
 
 def init_ray(address: str | None, space: SearchSpace) -> float:
-    """Start or join Ray; returns the seconds it took."""
+    """Start or join Ray; returns the seconds it took. Ray's usage statistics are off unless
+    ``RAY_USAGE_STATS_ENABLED=1`` asks for them (the variable outranks ``ray enable-usage-stats``).
+    Ray's own servers listen on every interface: ray.init has no public option to bind them to
+    127.0.0.1 (README, Security), so rksearch starts no Ray dashboard and no Ray Client server."""
     import ray
 
     t0 = time.perf_counter()
+    os.environ.setdefault(USAGE_STATS_ENV, "0")  # before ray.init: the processes it starts inherit it
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

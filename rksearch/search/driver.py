@@ -17,7 +17,7 @@ from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
 from rksearch.search.cluster import check_resources, choose_concurrency, fit_to_machine, init_ray, refuse_ray_client
 from rksearch.search.latency import search_latency
-from rksearch.search.liveness import driver_id, fail_stale_trials, settled
+from rksearch.search.liveness import beating, driver_id, fail_stale_trials, settled
 from rksearch.search.nodes import check_nodes
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
                                        check_same_storage, chosen_storage, failure_bound)
@@ -27,6 +27,7 @@ from rksearch.search.replay import check_replayable, load_table, replay_trial
 from rksearch.search.samplers import seed_queue
 from rksearch.search.searcher import RKSearcher
 from rksearch.search.study_dir import prepare_study_dir
+from rksearch.search.study_lock import study_lock
 from rksearch.search.trial import run_trial
 from rksearch.space.search_space import SearchSpace
 from rksearch.storage.folder import DB_NAME, default_storage, record_storage
@@ -114,81 +115,83 @@ def run_search(
     latency = search_latency(space, latency_table)
     study_dir = Path(out) / space.name
     url = absolute_url(storage) if storage else default_storage(study_dir)
-    if not fresh:
-        check_same_storage(study_dir, url, given["field"])
-    if not fresh and (url != default_storage(study_dir) or (study_dir / DB_NAME).exists()):
-        # a corrupt or unreachable storage, or a study of other objectives or proxy, fails before anything is written
-        check_continuable(open_storage(url, **given), space, replay=table, latency=latency)
-    ray_seconds = init_ray(address, space)
 
     def say(line: str | None) -> None:
         if line is not None and notify is not None:
             notify(line)
 
-    if not address:  # an existing cluster may autoscale: nodes that fit can still come
-        space, notice = fit_to_machine(space)
+    with study_lock(study_dir, say):  # one writer per folder, before anything reads or writes it
+        if not fresh:
+            check_same_storage(study_dir, url, given["field"])
+        if not fresh and (url != default_storage(study_dir) or (study_dir / DB_NAME).exists()):
+            # a corrupt or unreachable storage, or a study of other objectives or proxy: fails before any write
+            check_continuable(open_storage(url, **given), space, replay=table, latency=latency)
+        ray_seconds = init_ray(address, space)
+        if not address:  # an existing cluster may autoscale: nodes that fit can still come
+            space, notice = fit_to_machine(space)
+            say(notice)
+            check_resources(space)
+        space, notice = choose_concurrency(space)  # auto: what the cluster's GPUs (or CPUs) hold
         say(notice)
-        check_resources(space)
-    space, notice = choose_concurrency(space)  # auto: what the cluster's GPUs (or CPUs) hold
-    say(notice)
-    say(check_nodes(space, table.path if table is not None else None))  # every node, before anything is written
-    say(latency.notice() if latency is not None else None)
-    say(threads_warning(space.search.resources.cpu))  # each trial runs on its CPUs, whatever the environment asks
-    study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
-    rdb = open_storage(url, **given)
-    record_storage(study_dir, url)
-    searcher = RKSearcher(space, rdb, driver_id(), target=wanted, latency=latency)
-    searcher.replay = str(table.path) if table is not None else None
-    study = searcher.study
-    for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
-                 "space": mask_secrets(space.source.read_text()) if space.source else None,
-                 "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
-                 "replay": table.path.name if table is not None else None,
-                 "overrides": masked(dict(space.overrides)) or None,
-                 "latency_device": latency.key.text() if latency is not None else None}.items():  # no password in an attribute
-        study.set_user_attr(k, v)
-    with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(space.objectives))
-    shared = url != default_storage(study_dir)  # other drivers may use it: their unclaimed trials are not ours
-    for each in searcher.studies:
-        fail_stale_trials(each, rdb, shared=shared)
-    seed_queue(study, space, wanted)
-    done = count_done(study)
-    if done < wanted or searcher.pending_baselines:
-        resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
-        scheduler = make_scheduler(space)
-        with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, \
-                settled(searcher.studies, rdb, shared=shared, write_outputs=lambda: write_outputs(study_dir, url)):
-            while done < wanted or searcher.pending_baselines:
-                if searcher.tally.failed > max_failures:
-                    break
-                tuner = tune.Tuner(
-                    tune.with_resources(run_trial if table is None else replay_trial, resources),
-                    tune_config=tune.TuneConfig(
-                        search_alg=searcher, scheduler=scheduler,
-                        num_samples=max(0, wanted - done) + len(searcher.pending_baselines),
-                        max_concurrent_trials=space.search.concurrency, reuse_actors=True,
-                    ),
-                    run_config=tune.RunConfig(
-                        storage_path=tune_dir, name=space.name, verbose=0,
-                        callbacks=[ProgressCallback(searcher, on_update)],
-                        stop=_FailureStop(searcher, max_failures),
-                    ),
-                )
-                tuner.fit()
-                new_done = count_done(study)
-                if new_done == done and searcher.tally.failed == 0 and not searcher.pending_baselines:
-                    break
-                done = new_done
-    report = write_outputs(study_dir, url)
-    result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
-                          count_done(study), report, aside, space.search.concurrency)
-    if searcher.tally.failed > max_failures:
-        n = searcher.tally.failed
-        raise SearchAborted(f"stopped after {n} failed trial{'s' * (n != 1)} ({bound}); last: "
-                            f"{searcher.tally.reasons[-1]}", **bounded_by)
-    return result
+        say(check_nodes(space, table.path if table is not None else None))  # every node, before anything is written
+        say(latency.notice() if latency is not None else None)
+        say(threads_warning(space.search.resources.cpu))  # each trial runs on its CPUs, whatever the environment asks
+        study_dir, aside = prepare_study_dir(space, Path(out), fresh, url, **given)
+        rdb = open_storage(url, **given)
+        record_storage(study_dir, url)
+        searcher = RKSearcher(space, rdb, driver_id(), target=wanted, latency=latency)
+        searcher.replay = str(table.path) if table is not None else None
+        study = searcher.study
+        for k, v in {"objectives": list(space.objectives), "reference_point": space.reference_point,
+                     "space": mask_secrets(space.source.read_text()) if space.source else None,
+                     "proxy": space.proxy.model_dump(), "study_dir": study_dir.name,
+                     "replay": table.path.name if table is not None else None,
+                     "overrides": masked(dict(space.overrides)) or None,
+                     "latency_device": latency.key.text() if latency is not None else None}.items():
+            study.set_user_attr(k, v)  # no password in an attribute
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard shows names, not "Objective 0"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(space.objectives))
+        shared = url != default_storage(study_dir)  # other drivers may use it: their unclaimed trials are not ours
+        for each in searcher.studies:
+            fail_stale_trials(each, rdb, shared=shared)
+        seed_queue(study, space, wanted)
+        done = count_done(study)
+        if done < wanted or searcher.pending_baselines:
+            resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
+            scheduler = make_scheduler(space)
+            with tempfile.TemporaryDirectory(prefix="rksearch-tune-") as tune_dir, \
+                    settled(searcher.studies, rdb, shared=shared, write_outputs=lambda: write_outputs(study_dir, url)), \
+                    beating(searcher.studies, rdb, shared=shared):  # other hosts' drivers see this one live
+                while done < wanted or searcher.pending_baselines:
+                    if searcher.tally.failed > max_failures:
+                        break
+                    tuner = tune.Tuner(
+                        tune.with_resources(run_trial if table is None else replay_trial, resources),
+                        tune_config=tune.TuneConfig(
+                            search_alg=searcher, scheduler=scheduler,
+                            num_samples=max(0, wanted - done) + len(searcher.pending_baselines),
+                            max_concurrent_trials=space.search.concurrency, reuse_actors=True,
+                        ),
+                        run_config=tune.RunConfig(
+                            storage_path=tune_dir, name=space.name, verbose=0,
+                            callbacks=[ProgressCallback(searcher, on_update)],
+                            stop=_FailureStop(searcher, max_failures),
+                        ),
+                    )
+                    tuner.fit()
+                    new_done = count_done(study)
+                    if new_done == done and searcher.tally.failed == 0 and not searcher.pending_baselines:
+                        break
+                    done = new_done
+        report = write_outputs(study_dir, url)
+        result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
+                              count_done(study), report, aside, space.search.concurrency)
+        if searcher.tally.failed > max_failures:
+            n = searcher.tally.failed
+            raise SearchAborted(f"stopped after {n} failed trial{'s' * (n != 1)} ({bound}); last: "
+                                f"{searcher.tally.reasons[-1]}", **bounded_by)
+        return result
 
 
 class _FailureStop(Stopper):

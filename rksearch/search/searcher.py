@@ -22,7 +22,7 @@ from rksearch.core.objectives import OBJECTIVES
 from rksearch.core.secrets import masked
 from rksearch.models.registry import count
 from rksearch.search.latency import SearchLatency, search_latency
-from rksearch.search.liveness import alive
+from rksearch.search.liveness import holds
 from rksearch.search.records import DONE, DUPLICATE, FAILED, PRUNED, REJECTED, TRAINED, SearchAborted, Tally, spec_key
 from rksearch.search.samplers import make_sampler
 from rksearch.search.trial import injected_fault
@@ -123,7 +123,7 @@ class RKSearcher(Searcher):
                 if not a.get("spec_key") or (kind, t.number) == besides:
                     continue
                 done = a.get("outcome") in DONE
-                training = t.state == TrialState.RUNNING and "outcome" not in a and alive(a.get("driver", ""))
+                training = t.state == TrialState.RUNNING and "outcome" not in a and holds(t)
                 if kind == BASELINE:
                     if done or training:
                         was = self._baselines_taken.get(a["spec_key"], t.number)

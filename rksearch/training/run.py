@@ -153,7 +153,7 @@ def train(
 
         def epoch_done(m: EpochMetrics) -> None:
             history.append(m)
-            write_atomic(out / METRICS, lambda tmp: tmp.write_text(_metrics_csv(history)))
+            write_atomic(out / METRICS, lambda f: f.write(_metrics_csv(history).encode()))
             if on_epoch:
                 on_epoch(m)
 
@@ -167,7 +167,7 @@ def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult, tes
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     model: dict[str, Any] = {"spec": spec.to_dict(), "state_dict": state, "classes": list(ds.classes),
                              "mean": list(ds.mean), "std": list(ds.std)}
-    write_atomic(out / MODEL, lambda tmp: torch.save(model, tmp))
+    write_atomic(out / MODEL, lambda f: torch.save(model, f))
     save_spec(spec, out / SPEC, header=f"{spec.name}, trained on {ds.name}")
     c = count(spec)
     last = result.history[-1]
@@ -177,4 +177,4 @@ def _write_outputs(out: Path, spec: AnySpec, ds: Dataset, result: FitResult, tes
         "params": c.params, "flops": c.flops,
         "seconds": result.seconds, "train_seconds": result.train_seconds, "images_per_s": result.images_per_s,
     }
-    write_atomic(out / RESULT, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_atomic(out / RESULT, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()))

@@ -169,7 +169,7 @@ class Trainer:
         }
 
     def save(self, path: Path, extra: dict) -> None:
-        write_atomic(path, lambda tmp: torch.save(self.state_dict(extra), tmp))
+        write_atomic(path, lambda f: torch.save(self.state_dict(extra), f))
 
     def load(self, path: Path, extra: dict) -> None:
         """Continue from a checkpoint of the same spec, data and (computing) config."""

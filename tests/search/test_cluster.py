@@ -72,6 +72,53 @@ def test_ray_init_hands_the_workers_the_rksearch_variables(monkeypatch, demo_spa
     assert "RKSEARCH_STORAGE" not in calls[0]["runtime_env"]["env_vars"]
 
 
+
+@pytest.mark.parametrize("given, seen", [(None, "0"), ("1", "1")])
+def test_ray_usage_stats_are_off_before_ray_starts_unless_asked_for(monkeypatch, demo_space, given, seen) -> None:
+    import ray
+
+    from rksearch.search.cluster import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append((kwargs, os.environ.get("RAY_USAGE_STATS_ENABLED"))))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if given is None:
+        monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", given)
+    init_ray(None, load_space(demo_space()))
+    kwargs, env = calls[0]
+    assert env == seen  # what Ray's processes inherit
+    assert kwargs["include_dashboard"] is False and kwargs["address"] == "local"
+
+
+RAY_CHILDREN_ENV = """
+import os, subprocess, sys
+from rksearch.search.cluster import init_ray
+from rksearch.space.search_space import load_space
+init_ray(None, load_space(sys.argv[1]))
+import ray
+ps = subprocess.run(["ps", "-o", "pid=,comm=", "--ppid", str(os.getpid())], capture_output=True, text=True).stdout
+for pid, comm in (line.split(None, 1) for line in ps.splitlines()):
+    if comm.strip() in ("gcs_server", "raylet"):
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\\0")
+        print(comm.strip(), [e.decode() for e in env if e.startswith(b"RAY_USAGE_STATS_ENABLED=")])
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_a_local_ray_starts_its_processes_with_usage_stats_off(demo_space) -> None:
+    """A real local Ray, started by init_ray in a process of its own: its GCS and raylet inherit the switch."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_USAGE_STATS_ENABLED", "RAY_ADDRESS")}
+    r = subprocess.run([sys.executable, "-c", RAY_CHILDREN_ENV, str(demo_space())], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(r.stdout.splitlines()) == ["gcs_server ['RAY_USAGE_STATS_ENABLED=0']",
+                                             "raylet ['RAY_USAGE_STATS_ENABLED=0']"], (r.stdout, r.stderr[-2000:])
+
 def _forward(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer(x)
 

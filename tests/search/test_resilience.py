@@ -155,6 +155,8 @@ def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, r
     th.join(10)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not errors and reads[0] > 3, (errors[:3], reads)
+    assert f"pid {driver.pid}" in r.stdout and "no longer running" in r.stdout  # its study lock, taken over
+    assert not (out / ".killed.lock").exists() and not (out / ".killed.lock.json").exists()
 
     study = load(study_dir)
     done = done_trials(study)

@@ -375,3 +375,28 @@ def test_cli_test_subset_bounds_the_evaluated_images_and_no_test_skips_them(tmp_
     assert json.loads((out / "result.json").read_text())["test_images"] == full
     code, _, err = cli([*args, "--resume", "--no-test", "--test-subset", "5"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--test-subset" in err
+
+
+def test_cli_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, rksearch_cli, monkeypatch) -> None:
+    """ENOSPC injected into os.write once the first checkpoint is saved: the second one fails."""
+    import errno
+    import os
+
+    out = tmp_path / "run"
+    real = os.write
+
+    def write(fd: int, data) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("checkpoint.pt.tmp") and (out / "checkpoint.pt").exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    r = rksearch_cli("train", _spec_file(tmp_path), "--dataset", "demo", "--epochs", "2", "--train-subset", "64",
+                     "--val-size", "32", "--batch-size", "32", "--device", "cpu", "--out", out)
+    monkeypatch.undo()
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"{out / 'checkpoint.pt'}: no space left on the device" in last and "last complete one is kept" in last
+    assert "needs more than" in last
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir())
