@@ -22,6 +22,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout: the package be
 
 from rksearch.models.registry import count
 from rksearch.core.errors import RKSearchError  # noqa: E402
+from rksearch.core.files import write_text  # noqa: E402
 
 MAX_SPECS = 20_000
 """A table larger than this is not what this command is for (the default of --max-specs)."""
@@ -50,26 +51,6 @@ class Job:
 
 def meta_path(out: Path) -> Path:
     return out.with_name(out.stem + ".meta.json")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside ``path``, fsync, rename over it and fsync the folder: a kill (even -9) at any
-    moment leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RKSearchError(f"cannot write: {e.strerror or e}", source=path) from None
 
 
 def read_table(out: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -274,7 +255,7 @@ def build(args: argparse.Namespace) -> int:
     if args.limit is not None:
         todo = todo[:args.limit]
     if not todo:
-        write_atomic(out, render(want, sorted(rows, key=sort_key)))
+        write_text(out, render(want, sorted(rows, key=sort_key)))
         print("rkbench: nothing to train; the table is complete" if first_done == total else
               "rkbench: nothing to train (--limit 0)", flush=True)
         return 0
@@ -322,8 +303,8 @@ def build(args: argparse.Namespace) -> int:
     def save() -> None:
         meta["build_seconds"] = round(base_seconds + time.time() - start, 1)
         meta["runs"][-1]["trained"] = trained
-        write_atomic(out, render(want, sorted(rows, key=sort_key)))
-        write_atomic(meta_path(out), json.dumps(meta, indent=2) + "\n")
+        write_text(out, render(want, sorted(rows, key=sort_key)))
+        write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
 
     stopped_by = [signal.SIGINT]
 
