@@ -30,8 +30,11 @@ DECODE_CHUNK = 1024
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MAX_PIXELS = 8192 * 8192
 """Pixels of one image; more is refused before it is decoded."""
-def check_pixels(data: bytes, where: str) -> None:
-    """Refuse an image of more than MAX_PIXELS pixels from its header, before anything decodes it."""
+
+
+def check_pixels(data: bytes, where: str) -> tuple[int, int]:
+    """Refuse an image of more than MAX_PIXELS pixels from its header, before anything decodes it;
+    returns its (height, width)."""
     from PIL import Image
 
     try:
@@ -44,6 +47,7 @@ def check_pixels(data: bytes, where: str) -> None:
     if width * height > MAX_PIXELS:
         raise RKSearchError(f"image is {width}x{height}, more than the {MAX_PIXELS:,} pixels allowed "
                             "(an image bomb?)", source=where)
+    return height, width
 
 
 def decode(data: bytes, where: str) -> Tensor:
@@ -142,13 +146,14 @@ def load_imagefolder(root: Path) -> Dataset:
     store = ImageStore(root)
     members = store.members()
     classes, pairs = find_layout(store, members)
-    first = decode(store.read(pairs["train"][0][0]), store.where(pairs["train"][0][0]))
-    if max(first.shape[1:]) > SMALL_MAX:
+    # the first image's size from its header: a worker that finds the decoded set cached never
+    # imports torchvision (1-2 s of CPU per process, mostly torch._dynamo through torchvision.ops)
+    size = check_pixels(store.read(pairs["train"][0][0]), store.where(pairs["train"][0][0]))
+    if max(size) > SMALL_MAX:
         train, test = (FileSplit(store, tuple(m for m, _ in p), torch.tensor([y for _, y in p])) for p in pairs.values())
         return Dataset("imagefolder", str(root), classes, train, test, "imagenet", IMAGENET_MEAN, IMAGENET_STD)
 
     def build() -> dict:
-        size = tuple(first.shape[1:])
         data: dict = {"classes": list(classes)}
         for split in ("train", "test"):
             data[f"{split}_images"], data[f"{split}_labels"] = decode_all(store, pairs[split], size)
