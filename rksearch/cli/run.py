@@ -60,11 +60,11 @@ def run(
     baselines = f" and {t.baselines} baselines" if t.baselines else ""
     out.print(
         f"[bold]{result.study_name}[/]: {result.done} trials done; this run trained {t.trained}{baselines}, "
-        f"pruned {t.pruned}, failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s, "
-        + (f"overhead {100 * result.framework_share:.0f} % ({result.concurrency} trial slots x wall time not in trials)"
-           if replay is None else
-           f"replayed from {replay.name}: {t.train_seconds:.0f} s of the table's training cost")
+        f"pruned {t.pruned}, failed {t.failed}, skipped {t.skipped} (rejected or duplicate) in {result.wall_seconds:.0f} s"
+        + (f", replayed from {replay.name}: {t.train_seconds:.0f} s of the table's training cost" if replay else "")
     )
+    if replay is None and result.breakdown is not None:  # where the time went (rksearch.search.overhead)
+        out.print(result.breakdown.line(), markup=False, highlight=False, soft_wrap=True)
     for reason in t.reasons[-5:]:
         out.print(f"  failed: {reason}", markup=False, highlight=False, soft_wrap=True)
     out.print(result.report.table())

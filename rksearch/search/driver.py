@@ -19,6 +19,7 @@ from rksearch.search.cluster import check_resources, choose_concurrency, fit_to_
 from rksearch.search.latency import search_latency
 from rksearch.search.liveness import beating, driver_id, fail_stale_trials, settled
 from rksearch.search.nodes import check_nodes
+from rksearch.search.overhead import Breakdown, overhead_share
 from rksearch.search.preflight import (check_continuable, check_dataset, check_grid, check_has_candidates,
                                        check_same_storage, chosen_storage, failure_bound)
 from rksearch.search.progress import ProgressCallback
@@ -50,19 +51,12 @@ class SearchResult:
     report: Any = None  # the ParetoReport of trials.csv and pareto.html
     set_aside: Optional[Path] = None  # where --fresh moved the old study folder
     concurrency: int = 1  # trials the search ran at once
+    breakdown: Optional[Breakdown] = None  # where the time went
 
     @property
     def framework_share(self) -> float:
         """The share of the machine's trial slots not spent in trials: see :func:`overhead_share`."""
         return overhead_share(self.tally.train_seconds, self.wall_seconds, self.concurrency)
-
-
-def overhead_share(trial_seconds: float, wall_seconds: float, concurrency: int) -> float:
-    """1 - (sum of trial seconds) / (wall seconds x concurrency): of the time the search held its
-    ``concurrency`` trial slots, the share no trial used (start-up, idle slots, bookkeeping). The
-    old formula left concurrency out and read 0 % for a search that wasted a quarter of the machine."""
-    capacity = wall_seconds * max(1, concurrency)
-    return min(1.0, max(0.0, 1 - trial_seconds / capacity)) if capacity > 0 else 0.0
 
 
 def run_search(
@@ -91,7 +85,7 @@ def run_search(
     """
     from ray import tune
 
-    t_start = time.perf_counter()
+    t_start, started_at = time.perf_counter(), time.time()
     address = address or space.search.address
     refuse_ray_client(address, space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -126,6 +120,7 @@ def run_search(
         if not fresh and (url != default_storage(study_dir) or (study_dir / DB_NAME).exists()):
             # a corrupt or unreachable storage, or a study of other objectives or proxy: fails before any write
             check_continuable(open_storage(url, **given), space, replay=table, latency=latency)
+        checks = time.perf_counter() - t_start  # the checks above, before any trial slot exists
         ray_seconds = init_ray(address, space)
         if not address:  # an existing cluster may autoscale: nodes that fit can still come
             space, notice = fit_to_machine(space)
@@ -184,9 +179,15 @@ def run_search(
                     if new_done == done and searcher.tally.failed == 0 and not searcher.pending_baselines:
                         break
                     done = new_done
+        t_outputs = time.perf_counter()
         report = write_outputs(study_dir, url)
-        result = SearchResult(study_dir, url, space.name, searcher.tally, time.perf_counter() - t_start, ray_seconds,
-                              count_done(study), report, aside, space.search.concurrency)
+        wall = time.perf_counter() - t_start
+        first = searcher.tally.account.first_step_at
+        breakdown = Breakdown(wall, space.search.concurrency, searcher.tally.account, ray_start=ray_seconds,
+                              checks=checks, outputs=time.perf_counter() - t_outputs,
+                              first_step=first - started_at if first is not None else None)
+        result = SearchResult(study_dir, url, space.name, searcher.tally, wall, ray_seconds,
+                              count_done(study), report, aside, space.search.concurrency, breakdown)
         if searcher.tally.failed > max_failures:
             n = searcher.tally.failed
             raise SearchAborted(f"stopped after {n} failed trial{'s' * (n != 1)} ({bound}); last: "

@@ -7,6 +7,7 @@ import optuna
 
 from rksearch.arch.resolve import AnySpec
 from rksearch.core.errors import RKSearchError
+from rksearch.search.overhead import TimeAccount
 from rksearch.storage.baseline_study import is_baseline
 
 # trial outcomes, recorded as the user attr "outcome"; trained and pruned trials count as done
@@ -34,13 +35,18 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     running: int = 0
-    train_seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)
     running_baselines: int = 0  # of ``running``
     peak_running: int = 0  # the most trials that ran at once: the slots the search gets
     epochs: dict[str, int] = field(default_factory=dict)  # running Tune trial id -> its last epoch reported
     wall_seconds: float = 0.0  # wall time of the finished trials that measured one (Tune's time_total_s)
     timed: int = 0  # how many did
+    account: TimeAccount = field(default_factory=TimeAccount)  # where the time went (rksearch.search.overhead)
+
+    @property
+    def train_seconds(self) -> float:
+        """The finished trials' own seconds, summed."""
+        return self.account.trial_seconds
 
     def started(self, trial_id: str, baseline: bool = False) -> None:
         """A trial starts running."""
@@ -54,6 +60,7 @@ class Tally:
         self.running = max(0, self.running - 1)
         self.running_baselines = max(0, self.running_baselines - baseline)
         self.epochs.pop(trial_id, None)
+        self.account.ended(trial_id, result)
         wall = result.get("time_total_s")
         if wall:
             self.wall_seconds += float(wall)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -135,6 +136,13 @@ class RKSearcher(Searcher):
         return counted
 
     def suggest(self, trial_id: str) -> Optional[dict]:
+        """The next trial's config (a baseline first, then a proposal the space accepts), timed as the sampler's."""
+        start = time.perf_counter()
+        config = self._suggest(trial_id)
+        self.tally.account.proposed(trial_id if isinstance(config, dict) else None, time.perf_counter() - start)
+        return config
+
+    def _suggest(self, trial_id: str) -> Optional[dict]:
         counted = self._sync()
         while self.pending_baselines:
             config = self._suggest_baseline(trial_id, self.pending_baselines.pop(0))
@@ -287,7 +295,6 @@ class RKSearcher(Searcher):
                 self.tally.baselines += 1
             else:
                 self.tally.trained += 1
-        self.tally.train_seconds += float(result.get("seconds") or result.get("time_total_s") or 0.0)
         for k, v in {**attrs, "outcome": outcome}.items():
             ot_trial.set_user_attr(k, v)
         ot_trial.study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)

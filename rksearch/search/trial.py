@@ -10,7 +10,12 @@ from typing import Any
 
 from rksearch.arch.resolve import any_spec_from_dict
 from rksearch.models.registry import count
+from rksearch.search.overhead import IN_TRIAL
 from rksearch.training.proxy import ProxyConfig
+
+
+TIMES = ("started_at", *IN_TRIAL)
+"""What a trial reports of where its seconds went, with every result (rksearch.search.overhead)."""
 
 
 def injected_fault(trial_number: int | str) -> str | None:
@@ -55,7 +60,7 @@ def run_trial(config: dict[str, Any]) -> None:
         if m["epoch"] >= proxy.epochs:
             return  # the last epoch is reported once, complete, after the evaluation
         in_report = True
-        tune.report({**static, **{k: m.get(k) for k in ("loss", "seconds", "images_per_s")},
+        tune.report({**static, **{k: m.get(k) for k in ("loss", "seconds", "images_per_s", *TIMES)},
                      "accuracy": m["accuracy"], "epoch": m["epoch"], "epochs": m["epoch"]})
         in_report = False
 

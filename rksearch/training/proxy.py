@@ -113,34 +113,48 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
 
     ``report`` gets {epoch, accuracy, loss, images_per_s, seconds} after every epoch (plus
     val_loss, train_seconds and elapsed: that epoch's training seconds, and the trainer's wall
-    seconds so far without the set-up); an exception it raises (a scheduler stopping the trial)
-    propagates, as does :class:`TrainingDiverged`. ``cfg.seed`` draws the data split and, unless
+    seconds so far without the set-up; and, as the result does, started_at (wall clock) and the
+    seconds so far in data, build (model, loaders) and val); an exception it raises (a scheduler
+    stopping the trial) propagates, as does :class:`TrainingDiverged`. ``cfg.seed`` draws the data split and, unless
     ``train_seed`` is given, the training (initial weights, batch order, augmentation): a
     tabulated benchmark keeps one split and varies only ``train_seed``.
     """
     from rksearch.data import default_workers, split_dataset
     from rksearch.training.run import fit
 
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     cpus = use_assigned_cpus()
     trained = spec.scaled(cfg.width)
     splits = split_dataset(_dataset(cfg.dataset, cfg.root), val_size=cfg.val_size, train_subset=cfg.train_subset,
                            val_subset=cfg.val_subset, test_subset=None, seed=cfg.seed)
+    # where the trial's seconds go (rksearch.search.overhead): set-up, validation, training steps
+    times = {"started_at": started_at, "data_seconds": time.perf_counter() - start, "build_seconds": 0.0,
+             "val_seconds": 0.0}
+    stepped = [0.0]  # training-step seconds so far
+
+    def account(m: EpochMetrics) -> None:
+        stepped[0] += m.train_seconds
+        times["val_seconds"] = m.seconds - stepped[0]  # an epoch's seconds are its steps and its validation
+        if m.epoch == 1:  # before the first epoch, the trainer only set up (model, optimiser, loaders)
+            times["build_seconds"] = time.perf_counter() - fit_start - m.seconds
 
     def on_epoch(m: EpochMetrics) -> None:
-        report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
-                "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
-                "elapsed": m.seconds})
+        account(m)
+        if report:
+            report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
+                    "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
+                    "elapsed": m.seconds, **times})
 
     config = cfg.train_config(train_seed)
     if cpus is not None:  # a DataLoader's workers: the trial's CPUs, not the machine's (make_loader's default)
         config = config.model_copy(update={"workers": default_workers(cpus)})
-    result = fit(trained, splits, config, on_epoch=on_epoch if report else None)
+    fit_start = time.perf_counter()
+    result = fit(trained, splits, config, on_epoch=on_epoch)
     full, small = count(spec), count(trained)
     last = result.history[-1]
     return {
         "accuracy": last.val_accuracy, "val_loss": last.val_loss, "train_loss": last.train_loss,
         "params": full.params, "flops": full.flops, "trained_params": small.params, "trained_flops": small.flops,
         "epochs": last.epoch, "seconds": time.perf_counter() - start, "train_seconds": result.train_seconds,
-        "images_per_s": result.images_per_s,
+        "images_per_s": result.images_per_s, **times,
     }

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_overhead_share_counts_concurrency() -> None:
     """Issue 22's demo numbers by hand: 151 s of trials in 103 s of wall time at concurrency 2 is
     27 % overhead (the old formula, without concurrency, said 0 %)."""
-    from rksearch.search.driver import overhead_share
+    from rksearch.search.overhead import overhead_share
 
     assert overhead_share(151, 103, 2) == pytest.approx(1 - 151 / 206)
     assert round(100 * overhead_share(151, 103, 2)) == 27
