@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import optuna
 
-from rksearch.proxies.prescreen import SpecScorer, enqueue_prescreened
 from rksearch.space.search_space import SearchSpace
+
+if TYPE_CHECKING:  # pre-screening scores networks with torch, which a search without it never imports
+    from rksearch.proxies.prescreen import SpecScorer
 
 
 def make_sampler(space: SearchSpace, trials_before: int = 0) -> optuna.samplers.BaseSampler:
@@ -42,4 +45,7 @@ def seed_queue(study: optuna.Study, space: SearchSpace, wanted: int, *, scorer: 
     if space.search.sampler == "grid" and not study.get_trials(deepcopy=False):
         for params in space.enumerate_params():
             study.enqueue_trial(params, skip_if_exists=True)
-    enqueue_prescreened(study, space, wanted, scorer=scorer)
+    if space.search.prescreen is not None:
+        from rksearch.proxies.prescreen import enqueue_prescreened
+
+        enqueue_prescreened(study, space, wanted, scorer=scorer)
