@@ -80,18 +80,26 @@ def test_a_prescreened_strategy_reads_the_cache_and_pays_for_its_scoring(tmp_pat
     assert sq.curve(sim, judge, [scorer.spent], scorer.spent) == [0.0]  # the clock starts after the scoring
 
 
-def test_a_prescreened_run_end_to_end_and_its_errors(tmp_path: Path, capsys) -> None:
-    import json
-
+def test_the_scripts_errors(tmp_path: Path, capsys) -> None:
     space_path = write_space(tmp_path)
     table_path = write_table(tmp_path, space_path)
-    names = list(load_table(table_path).curves)
     base = [str(space_path), str(table_path), "--seeds", "2", "--budget", "0.2"]
     assert sq.main([*base, "--strategies", "random+zc"]) == 2
     assert "--zerocost" in capsys.readouterr().err
     assert sq.main([*base, "--strategies", "annealing"]) == 2
     assert "unknown strategy" in capsys.readouterr().err
     assert sq.main([*base, "--replot", "--out", str(tmp_path)]) == 2  # no report.json there
+
+
+@pytest.mark.slow
+def test_a_prescreened_run_end_to_end(tmp_path: Path) -> None:
+    """Two strategies replayed twice each (about 18 s on 2 busy cores), then the figure redrawn from the report."""
+    import json
+
+    space_path = write_space(tmp_path)
+    table_path = write_table(tmp_path, space_path)
+    names = list(load_table(table_path).curves)
+    base = [str(space_path), str(table_path), "--seeds", "2", "--budget", "0.2"]
     cache = tmp_path / "zerocost.csv"
     cache.write_text("name,naswot,naswot_seconds\n" + "".join(f"{n},{i},0.01\n" for i, n in enumerate(names)))
     assert sq.main([*base, "--strategies", "random", "tpe+zc", "--zerocost", str(cache), "--zc-score", "naswot",

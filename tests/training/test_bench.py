@@ -120,6 +120,7 @@ def test_gpu_script_fails_cleanly_without_cuda() -> None:
     assert r.returncode == 2 and "needs CUDA" in r.stderr and r.stdout == ""
 
 
+@pytest.mark.slow  # five cold interpreters importing torch: about 10 s
 def test_gpu_script_dry_run_checks_and_lists() -> None:
     """``gpu.sh --dry-run``: what is there (python, torch and its GPUs, torchvision, numpy, a
     compiler), then every row a GPU run measures, in its order; exit 0 without a GPU."""
