@@ -1,6 +1,6 @@
 """Wall time of a whole search and the framework's share of it.
 
-    python benchmarks/bench_search.py [SPACE.yaml] [--trials N]
+    python benchmarks/bench_search.py [SPACE.yaml] [--trials N] [--address HOST:PORT]
 
 overhead share = 1 - (sum of trial seconds) / (wall time x concurrency), Ray's start included, and
 where the slot time went (rksearch.search.overhead); start-up = this process's start (the command)
@@ -33,11 +33,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("space", nargs="?", default=str(ROOT / "search_spaces" / "demo.yaml"))
     ap.add_argument("--trials", type=int, default=None)
+    ap.add_argument("--address", help="join this Ray (started once with `ray start --head`) instead of starting one")
     args = ap.parse_args()
     space = load_space(args.space)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        r = run_search(space, trials=args.trials, out=out)
+        r = run_search(space, trials=args.trials, out=out, address=args.address)
         wall = time.perf_counter() - t0
     t = r.tally
     print(f"space {space.name}: {r.done} trials done (trained {t.trained}, pruned {t.pruned}, failed {t.failed}, "
