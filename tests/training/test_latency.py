@@ -49,7 +49,7 @@ def fake_clock(durations: list[float]):
 def test_warm_up_ends_when_two_window_medians_agree_then_times_until_the_median_is_stable() -> None:
     # a cold start (10, 5 ms), then steady 1 ms: warm-up windows of 5 runs, medians 5 ms, 1 ms, 1 ms
     run, clock, state = fake_clock([0.010, 0.005, 0.005, 0.005, 0.004] + [0.001] * 500)
-    lat = time_runs(run, Protocol(window=5, min_runs=10), clock=clock)
+    lat = time_runs(run, Protocol(window=5, min_runs=10, rounds=1), clock=clock)
     assert lat.settled and lat.warmup_runs == 15
     assert lat.stable and lat.runs == 10 and state["runs"] == 25  # identical runs: stable at min_runs
     assert lat.median_ms == pytest.approx(1.0) and lat.p90_ms == pytest.approx(1.0) and lat.spread == 0
@@ -57,10 +57,23 @@ def test_warm_up_ends_when_two_window_medians_agree_then_times_until_the_median_
 
 def test_a_drifting_device_hits_the_caps_and_says_so() -> None:
     run, clock, _ = fake_clock([0.001 * (1 + i / 10) for i in range(100)])  # slower every run
-    lat = time_runs(run, Protocol(window=5, max_warmup=20, min_runs=10, max_runs=40), clock=clock)
+    lat = time_runs(run, Protocol(window=5, max_warmup=20, min_runs=10, max_runs=40, rounds=1), clock=clock)
     assert not lat.settled and lat.warmup_runs == 20
     assert lat.runs == 40 and not lat.stable and lat.p90_ms > lat.median_ms and lat.spread > 0
     assert "warm-up never settled" in lat.line() and "median not stable" in lat.line()
+
+
+def test_the_number_is_the_fastest_rounds_median() -> None:
+    """Another process takes the device for the second and fourth rounds (every run 3 ms, not 1):
+    the rounds share the caps, each stops when its own median is stable, and the fastest round's
+    median is the number; the line says how far the slowest round was."""
+    steady = [0.001] * 10
+    run, clock, state = fake_clock([0.001] * 10 + steady + [0.003] * 10 + steady + [0.003] * 10 + steady)
+    lat = time_runs(run, Protocol(window=5, min_runs=10, max_runs=100, rounds=5), clock=clock)
+    assert lat.warmup_runs == 10 and lat.runs == 50 and state["runs"] == 60
+    assert lat.round_medians == pytest.approx((1.0, 3.0, 1.0, 3.0, 1.0))
+    assert lat.median_ms == pytest.approx(1.0) and lat.p90_ms == pytest.approx(1.0) and lat.stable
+    assert "50 runs in 5 rounds, the slowest round's median 200 % above" in lat.line()
 
 
 def test_median_interval_brackets_the_median() -> None:
