@@ -27,7 +27,8 @@ def outcomes(study: optuna.Study) -> list[str]:
 def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """A search trains, ASHA stops the weak (PRUNED, partial results kept as attributes), the
     outputs are written; run again it continues; --fresh moves the old study aside."""
-    space = demo_space(proxy__epochs=3, search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4})
+    space = demo_space(proxy__epochs=3, search__concurrency=1,  # one worker a run: two cold starts less
+                       search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4})
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
