@@ -178,7 +178,7 @@ def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, r
 def test_failing_trials_are_recorded_and_bounded(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """The driver reads RKSEARCH_INJECT_FAULTS and hands each trial its fault: in this process too."""
     space = demo_space("faulty", constraints=None, reference_point=None, search__trials=4,
-                       search__concurrency=2, search__sampler="random")
+                       search__concurrency=1, search__sampler="random")  # one worker: a fit's cold start less
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out, env={"RKSEARCH_INJECT_FAULTS": "raise@0,nan@1,oom@2"})
     assert r.returncode == 0, r.stderr[-3000:]
