@@ -89,7 +89,7 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path, demo_space, rk
     """With NSGA-II, whose Optuna 5.1 release crashed on a study whose trial list left baselines out."""
     baselines = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
     space = demo_space("with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
-                       search__sampler="nsga2",
+                       search__sampler="nsga2", search__concurrency=1,  # one worker a run: two cold starts less
                        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 2})
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out)
