@@ -117,8 +117,8 @@ def _trials(n: int, model: tuple[str, int], proxy: dict[str, Any], source: str, 
 
 
 def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str) -> dict[str, Any]:
-    """Rows for 1, 2 and 4 concurrent trials on CUDA (1 and 2 on demo data in ``check`` mode),
-    or why there are none."""
+    """Rows for 1, 2 and 4 concurrent trials on CUDA (2 on demo data in ``check`` mode, where the
+    single trials are the variants' rows), or why there are none."""
     title = "Proxy trials (section 3): skipped"
     if mode == "cpu":
         return {"rows": [], "text": f"{title} on CPU: a CIFAR-10 epoch per trial is a GPU measurement."}
@@ -129,8 +129,8 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
     if not hasattr(proxy_module, "proxy_evaluate"):
         return {"rows": [], "text": f"{title}: rksearch.training.proxy has no proxy_evaluate yet."}
     path = Path(cifar) if cifar else DEFAULT_CIFAR
-    if mode == "check":
-        model, proxy, counts, source = CHECK_SPEC, CHECK_PROXY, CONCURRENCY[:2], "demo"
+    if mode == "check":  # the plumbing: one row per path (a new model, each lever, concurrent trials)
+        model, proxy, counts, source = CHECK_SPEC, CHECK_PROXY, CONCURRENCY[1:2], "demo"
     elif path.exists():
         model, proxy, counts, source = SPEC, {**PROXY, "root": str(path)}, CONCURRENCY, str(path)
     elif cifar:
@@ -149,12 +149,14 @@ def proxy_section(cifar: Optional[str], deadline: float, mode: str, script: str)
 def variants(mode: str) -> list[tuple[int, str, dict[str, Any], Optional[tuple[str, int]]]]:
     """Single trials that say what a search's trial pays: a new model (its warm-up proxy trained
     another spec, so every convolution shape is new to cuDNN, as for each candidate of a search),
-    with CUDA graphs (CUDA only), with and without cuDNN's autotuning, and the same spec without it."""
+    with CUDA graphs (CUDA only), with and without cuDNN's autotuning, and the same spec without it
+    (not in ``check`` mode: a trial warmed on its own spec is what the concurrent rows run)."""
     other = CHECK_OTHER if mode == "check" else OTHER
     off = {"cudnn_benchmark": False}
     graphs = [] if mode == "check" else [(1, "new model, cuda_graph", {"cuda_graph": True}, other)]
+    same = [] if mode == "check" else [(1, "cudnn_benchmark off", off, None)]
     return [(1, "new model", {}, other), *graphs, (1, "new model, cudnn_benchmark off", off, other),
-            (1, "new model, static_shapes off", {"static_shapes": False}, other), (1, "cudnn_benchmark off", off, None)]
+            (1, "new model, static_shapes off", {"static_shapes": False}, other), *same]
 
 
 def render(rows: list[dict[str, Any]], model: tuple[str, int], proxy: dict[str, Any], source: str) -> str:

@@ -56,7 +56,13 @@ def bootstrap_ci(values: np.ndarray, stat=iqm, *, resamples: int = 2000, level: 
     """Percentile bootstrap interval of ``stat`` over the seeds (resampled with replacement)."""
     v = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    stats = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(resamples)])
+    if stat is iqm:  # all resamples at once: the same draws, and trim_mean's partition and mean row by row
+        n = len(v)   # (bit for bit the loop's numbers, in milliseconds instead of a second)
+        cut = int(0.25 * n)
+        rows = np.partition(v[rng.integers(0, n, (resamples, n))], (cut, n - cut - 1), axis=1)
+        stats = rows[:, cut:n - cut].mean(axis=1)
+    else:
+        stats = np.array([stat(v[rng.integers(0, len(v), len(v))]) for _ in range(resamples)])
     lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 

@@ -35,6 +35,7 @@ from rksearch.storage.baseline_study import (BASELINE, SEARCH, baselines_name, b
 MAX_PROPOSALS = 200  # consecutive rejected proposals before a space counts as exhausted
 REPEATS_BEFORE_RANDOM = 2  # the sampler's repeats of trained specs in a row before a random untrained spec is asked
 RANDOM_DRAWS = 1000  # draws for an untrained feasible spec before the space counts as exhausted
+DRAWS_KEPT = 100_000  # drawn params whose spec key (None: infeasible) a searcher remembers
 
 
 def _trials_in(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -67,6 +68,7 @@ class RKSearcher(Searcher):
         self._baselines_taken: dict[str, int] = {}  # spec key -> -1 if a baseline is trained, else the lowest
         # number of its trials in training by a live driver (of two drivers claiming it at once, the lower trains)
         self._live: dict[str, optuna.Trial] = {}  # Tune trial id -> the Optuna trial it runs
+        self._drawn: dict[tuple, str | None] = {}  # _enqueue_untrained's draws: params -> spec key, None if infeasible
         self.replay: str | None = None  # a table's path: trials replay it instead of training (rksearch.search.replay)
         # where latencies come from (rksearch.search.latency): measured or looked up here, at sampling time
         self.latency = latency if latency is not None or not space.needs_latency else search_latency(space)
@@ -95,7 +97,7 @@ class RKSearcher(Searcher):
 
         # the file's storage URL may hold a password, and so may a --set storage=URL
         space = dataclasses.replace(self.space, storage=None, overrides=masked(self.space.overrides))
-        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {}, "space": space}
+        return {**self.__dict__, "study": None, "baselines_study": None, "_live": {}, "_drawn": {}, "space": space}
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the study in the storage is the searcher's whole state (and no storage
@@ -221,8 +223,15 @@ class RKSearcher(Searcher):
         rng = random.Random(f"{seed}:{len(self._trained)}:{repeats}" if seed is not None else None)
         for _ in range(RANDOM_DRAWS):
             params = self.space.sample_params(rng)
-            spec = self.space.spec_from_params(params)
-            if self.space.feasible(spec) and spec_key(spec) not in self._trained:
+            drawn = tuple(params.items())
+            if drawn in self._drawn:  # a nearly exhausted small space is drawn again and again
+                key = self._drawn[drawn]
+            else:
+                spec = self.space.spec_from_params(params)
+                key = spec_key(spec) if self.space.feasible(spec) else None
+                if len(self._drawn) < DRAWS_KEPT:
+                    self._drawn[drawn] = key
+            if key is not None and key not in self._trained:
                 self.study.enqueue_trial(params, skip_if_exists=True, user_attrs={
                     "proposed_by": f"random: the sampler repeated trained specs {repeats} times"})
                 return

@@ -20,13 +20,14 @@ DEMO = ROOT / "search_spaces" / "demo.yaml"
 
 @pytest.fixture
 def pre_space(demo_space):
-    """``pre_space(name="pre", prescreen=None, **proxy)``: the shrunk demo space (conftest.py), three
-    random trials, no scheduler, with a prescreen section and ``proxy`` fields."""
-    def make(name: str = "pre", prescreen: dict | None = None, **proxy) -> Path:
+    """``pre_space(name="pre", prescreen=None, concurrency=2, **proxy)``: the shrunk demo space
+    (conftest.py), three random trials, no scheduler, with a prescreen section and ``proxy`` fields."""
+    def make(name: str = "pre", prescreen: dict | None = None, concurrency: int = 2, **proxy) -> Path:
         overrides = {f"proxy__{k}": v for k, v in proxy.items()}
         if prescreen is not None:
             overrides["search__prescreen"] = prescreen
-        return demo_space(name, search__sampler="random", search__trials=3, search__scheduler="none", **overrides)
+        return demo_space(name, search__sampler="random", search__trials=3, search__scheduler="none",
+                          search__concurrency=concurrency, **overrides)
 
     return make
 
@@ -145,7 +146,7 @@ def test_a_search_trains_the_prescreened_candidates(tmp_path: Path, pre_space, r
     """Needs ``enqueue_prescreened`` called from ``run_search``: real Ray (the session's), real training."""
     from rksearch.search.driver import run_search
 
-    space = load_space(pre_space(prescreen={"candidates": 4, "trials": 2}))
+    space = load_space(pre_space(prescreen={"candidates": 4, "trials": 2}, concurrency=1))  # one worker: a cold start less
     result = run_search(space, out=tmp_path / "studies")
     study = optuna.load_study(study_name="pre", storage=result.storage)
     trials = sorted(study.trials, key=lambda t: t.number)

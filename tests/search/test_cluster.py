@@ -179,7 +179,8 @@ from rksearch.search.cluster import choose_concurrency, init_ray, live_nodes
 from rksearch.search.nodes import check_nodes
 from rksearch.space.search_space import load_space
 
-address, path, missing = sys.argv[1:]
+address, path, missing = sys.argv[1:4]
+run = sys.argv[4:]
 space = load_space(path)
 init_ray(address, space)
 probe = ray.remote(num_cpus=0)(lambda: os.environ.get("RKSEARCH_PROBE"))
@@ -194,31 +195,37 @@ except RKSearchError as e:
     error = str(e)
 print(json.dumps({"seen": seen, "concurrency": chosen.search.concurrency, "line": line, "error": error,
                   "nodes": [n["NodeID"][:8] for n in live_nodes()]}))
+sys.stdout.flush()
+from rksearch.cli import main
+main(run)  # the search, on the Ray this process joined (a cold start and a connect less than a process of its own)
 """
 
 
 @pytest.mark.slow
-def test_two_nodes_with_gpus(tmp_path: Path, demo_space, rksearch) -> None:
+def test_two_nodes_with_gpus(tmp_path: Path, demo_space) -> None:
     """Two nodes of 1 CPU and 1 (pretend) GPU each, trials of 0.5 CPU and 0.5 GPU (the demo trains
     on the CPU): auto runs 4 at once, on both nodes; the driver's RKSEARCH_* variables reach every
-    node; a data root missing on a node fails the check naming the node and the path."""
+    node; a data root missing on a node fails the check naming the node and the path. The search
+    runs in the probe's process, after the probe: a cold start and a connect less."""
     space = demo_space("gpus", search__trials=4, search__concurrency="auto", search__scheduler="none",
                        search__resources={"cpu": 0.5, "gpu": 0.5})
     missing = tmp_path / "no-such-folder"
     node = {"num_cpus": 1, "num_gpus": 1}
+    run = ["run", str(space), "--out", str(tmp_path)]
     with two_node_cluster(tmp_path, head=node, node=node) as address:
-        probe = subprocess.run([sys.executable, "-c", PROBE, address, str(space), str(missing)], capture_output=True,
-                               text=True, timeout=600, env={**os.environ, "RKSEARCH_PROBE": "yes"})
+        probe = subprocess.run([sys.executable, "-c", PROBE, address, str(space), str(missing), *run,
+                                "--address", address], capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "RKSEARCH_PROBE": "yes"})
         assert probe.returncode == 0, probe.stderr[-3000:]
-        r = rksearch("run", space, "--out", tmp_path, "--address", address)
-        assert r.returncode == 0, r.stderr[-3000:]
-    got = json.loads(probe.stdout.strip().splitlines()[-1])
+    lines = probe.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith('{"seen": '))
+    got, stdout = json.loads(lines[at]), "\n".join(lines[at + 1:])  # the probe's findings, then the search's
     assert got["seen"] == ["yes", "yes"]  # a variable only the driver had
     assert got["concurrency"] == 4 and got["line"] == (
         "concurrency auto: 4 trials at once (2 GPUs at 0.5 GPU per trial on 2 nodes)")
     assert got["error"].startswith(f"{space}: proxy.root: on node ") and f"not in {missing} there" in got["error"]
     assert any(f"({n}): " in got["error"] for n in got["nodes"])
-    assert "concurrency auto: 4 trials at once (2 GPUs at 0.5 GPU per trial on 2 nodes)" in r.stdout
-    assert "checked 2 nodes" in r.stdout
+    assert "concurrency auto: 4 trials at once (2 GPUs at 0.5 GPU per trial on 2 nodes)" in stdout
+    assert "checked 2 nodes" in stdout
     done = [t for t in load(tmp_path / "gpus").trials if t.user_attrs.get("outcome") == "trained"]
     assert len(done) == 4 and len({t.user_attrs["node"] for t in done}) == 2

@@ -108,8 +108,8 @@ def _group_alive(pgid: int) -> bool:
 @pytest.mark.slow
 def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """The killed driver is a process of its own (SIGKILL); the resume runs in this process."""
-    space = demo_space("killed", search__trials=4, search__concurrency=2, search__scheduler="none",
-                       proxy__epochs=3, proxy__train_subset=512)
+    space = demo_space("killed", search__trials=3, search__concurrency=1, search__scheduler="none",
+                       proxy__epochs=2)
     out = tmp_path / "studies"
     cmd = [sys.executable, "-m", "rksearch", "run", str(space), "--out", str(out)]
     log = tmp_path / "driver.log"
@@ -160,8 +160,8 @@ def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, r
 
     study = load(study_dir)
     done = done_trials(study)
-    assert len(done) == 4
-    assert len({t.user_attrs["spec_key"] for t in done}) == 4  # no spec trained twice
+    assert len(done) == 3
+    assert len({t.user_attrs["spec_key"] for t in done}) == 3  # no spec trained twice
     for number, (state, values, key) in before.items():  # no finished trial lost or changed
         t = study.trials[number]
         assert (t.state, t.values, t.user_attrs["spec_key"]) == (state, values, key)
@@ -178,7 +178,7 @@ def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, r
 def test_failing_trials_are_recorded_and_bounded(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """The driver reads RKSEARCH_INJECT_FAULTS and hands each trial its fault: in this process too."""
     space = demo_space("faulty", constraints=None, reference_point=None, search__trials=4,
-                       search__concurrency=2, search__sampler="random")
+                       search__concurrency=1, search__sampler="random")  # one worker: a fit's cold start less
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out, env={"RKSEARCH_INJECT_FAULTS": "raise@0,nan@1,oom@2"})
     assert r.returncode == 0, r.stderr[-3000:]

@@ -27,7 +27,8 @@ def outcomes(study: optuna.Study) -> list[str]:
 def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """A search trains, ASHA stops the weak (PRUNED, partial results kept as attributes), the
     outputs are written; run again it continues; --fresh moves the old study aside."""
-    space = demo_space(proxy__epochs=3, search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4})
+    space = demo_space(proxy__epochs=3, search__concurrency=1,  # one worker a run: two cold starts less
+                       search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 4})
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -88,7 +89,7 @@ def test_baselines_trained_once_beside_the_search(tmp_path: Path, demo_space, rk
     """With NSGA-II, whose Optuna 5.1 release crashed on a study whose trial list left baselines out."""
     baselines = ["densenet-bc-16-k4", {"name": "cliquenet-t6-k4", "init_channels": 16}]
     space = demo_space("with_baselines", baselines=baselines, proxy__epochs=2, search__trials=2,
-                       search__sampler="nsga2",
+                       search__sampler="nsga2", search__concurrency=1,  # one worker a run: two cold starts less
                        search__scheduler={"kind": "asha", "grace_epochs": 1, "reduction_factor": 2})
     out = tmp_path / "studies"
     r = rksearch_cli("run", space, "--out", out)
