@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -173,8 +174,16 @@ def test_proxy_reports_full_and_trained_costs() -> None:
     assert r["seconds"] >= r["train_seconds"] > 0 and r["images_per_s"] > 0
     assert [x["epoch"] for x in reports] == [1, 2] and reports[-1]["accuracy"] == r["accuracy"]
     assert set(reports[0]) == {"epoch", "accuracy", "loss", "images_per_s", "seconds", "val_loss", "train_seconds",
-                               "elapsed"}
+                               "elapsed", "started_at", "data_seconds", "build_seconds", "val_seconds"}
     assert 0 < reports[0]["train_seconds"] <= reports[0]["elapsed"] < reports[1]["elapsed"] <= reports[1]["seconds"]
+    # where the seconds went (rksearch.search.overhead): set-up once, validation summed over the epochs
+    first, last = reports[0], reports[1]
+    assert first["started_at"] == last["started_at"] == r["started_at"] <= time.time()
+    assert 0 <= r["data_seconds"] and 0 < r["build_seconds"] and first["build_seconds"] == r["build_seconds"]
+    assert 0 < first["val_seconds"] < last["val_seconds"] == r["val_seconds"]
+    set_up = r["data_seconds"] + r["build_seconds"]
+    assert set_up + last["elapsed"] <= r["seconds"]  # set-up, then the epochs (steps and validation)
+    assert last["val_seconds"] == pytest.approx(last["elapsed"] - first["train_seconds"] - last["train_seconds"])
 
 
 def test_proxy_lets_a_scheduler_stop_the_trial() -> None:
