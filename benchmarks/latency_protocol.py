@@ -5,7 +5,8 @@
 
 1. ``rksearch latency SPEC --json`` ``--repeats`` times, each in a process of its own with an empty
    table folder (so each measures anew, with the protocol users get): the medians, and their
-   coefficient of variation (standard deviation over mean) across processes.
+   coefficient of variation (standard deviation over mean) across processes; ``--rounds 1 5``
+   compares protocols (one round of timed runs against five), taking turns process by process.
 2. For each space, ``--sample`` feasible specs (seeded) measured through the Python API into a
    temporary table with shorter caps (``QUICK``: a full-size CIFAR net takes up to a second a run
    on a busy CPU), then Spearman's rho of FLOPs and of params against the median latency.
@@ -28,21 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACES = ("search_spaces/cifar_irk.yaml", "search_spaces/cifar_erk.yaml")
 
 
-def repeatability(spec: str, repeats: int, device: str, threads: int) -> dict:
-    medians, rows = [], []
+def repeatability(spec: str, repeats: int, device: str, threads: int, rounds: tuple[int, ...] = (5,)) -> dict:
+    """Per protocol (its ``--rounds``), the medians of ``repeats`` processes and their coefficient of
+    variation; the protocols take turns process by process, so they meet the same machine."""
+    medians: dict[int, list[float]] = {n: [] for n in rounds}
+    rows: dict[int, list[dict]] = {n: [] for n in rounds}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="rksearch-latency-") as folder:
-            r = subprocess.run([sys.executable, "-m", "rksearch", "latency", spec, "--device", device,
-                                "--threads", str(threads), "--table-dir", folder, "--json"],
-                               capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        if r.returncode != 0:
-            sys.exit(f"rksearch latency failed: {r.stderr.strip()}")
-        row = json.loads(r.stdout)["specs"][0]
-        medians.append(row["median_ms"])
-        rows.append({k: row[k] for k in ("median_ms", "p90_ms", "spread", "runs", "warmup_runs", "settled", "stable")})
-    mean = statistics.mean(medians)
-    return {"spec": spec, "key": row["key"], "medians_ms": medians, "cv": statistics.stdev(medians) / mean,
-            "runs": rows}
+        for n in rounds:
+            with tempfile.TemporaryDirectory(prefix="rksearch-latency-") as folder:
+                r = subprocess.run([sys.executable, "-m", "rksearch", "latency", spec, "--device", device,
+                                    "--threads", str(threads), "--table-dir", folder, "--json", "--rounds", str(n)],
+                                   capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if r.returncode != 0:
+                sys.exit(f"rksearch latency failed: {r.stderr.strip()}")
+            row = json.loads(r.stdout)["specs"][0]
+            medians[n].append(row["median_ms"])
+            rows[n].append({k: row[k] for k in ("median_ms", "p90_ms", "spread", "runs", "warmup_runs", "settled",
+                                                "stable", "round_medians")})
+    return {"spec": spec, "key": row["key"], **{
+        f"rounds={n}": {"medians_ms": medians[n], "cv": statistics.stdev(medians[n]) / statistics.mean(medians[n]),
+                        "runs": rows[n]} for n in rounds}}
 
 
 def report(space_file: str, sample: int, seed: int, device: str, threads: int, folder: Path) -> dict:
@@ -72,11 +78,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--spaces", nargs="*", default=list(SPACES))
+    ap.add_argument("--rounds", type=int, nargs="+", default=[5],
+                    help="protocols to compare (rksearch latency --rounds), taking turns process by process")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     load = os.getloadavg()[0]
     out = {"date": time.strftime("%Y-%m-%d"), "load_average": load,
-           "repeatability": repeatability(args.spec, args.repeats, args.device, args.threads)}
+           "repeatability": repeatability(args.spec, args.repeats, args.device, args.threads, tuple(args.rounds))}
     with tempfile.TemporaryDirectory(prefix="rksearch-latency-") as folder:
         out["reports"] = [report(s, args.sample, args.seed, args.device, args.threads, Path(folder))
                           for s in args.spaces]

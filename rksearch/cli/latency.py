@@ -57,11 +57,12 @@ def latency(
     html: Optional[Path] = typer.Option(None, "--html", help="--report's page (default: <space name>-latency.html here)."),
     table_dir: Optional[Path] = typer.Option(None, "--table-dir", help="The folder of the per-device tables (default: ~/.cache/rksearch/latency; $RKSEARCH_CACHE moves it)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Rounds of timed runs; the number is the fastest round's median (what else runs on the machine only adds time)."),
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Inference latency of full-size networks on this machine, measured once per device key into a table."""
     from rksearch.arch.resolve import resolve_any_spec
-    from rksearch.training.latency import Settings, device_key
+    from rksearch.training.latency import Protocol, Settings, device_key
     from rksearch.training.latency_table import LatencyTable, latency_of
 
     space = load_space_with(target, sets, None, None) if _is_space(target) else None
@@ -85,10 +86,11 @@ def latency(
     picked = ints(batch, "--batch") if batch is not None else base.batch
     batches = picked if isinstance(picked, list) else [picked]
     tables = [LatencyTable.for_key(device_key(replace(base, batch=b).checked()), table_dir) for b in batches]
+    protocol = Protocol(rounds=rounds)
     if space is None:
         rows = []
         for table in tables:
-            lat, now = latency_of(table, spec)
+            lat, now = latency_of(table, spec, protocol)
             rows.append({"name": spec.name, "key": table.key.to_dict(), "table": str(table.path), **asdict(lat),
                          "measured_now": now})
             if not as_json:
@@ -98,11 +100,11 @@ def latency(
         if as_json:
             print(json.dumps({"specs": rows}))
         return
-    _space(space, tables, every, sample, seed, report, html, as_json)
+    _space(space, tables, every, sample, seed, report, html, as_json, protocol)
 
 
 def _space(space, tables, every: bool, sample: Optional[int], seed: int, report: bool, html: Optional[Path],
-           as_json: bool) -> None:
+           as_json: bool, protocol) -> None:
     """``rksearch latency SPACE.yaml --all | --sample N | --report``."""
     from rksearch.search.latency_space import latency_report, measure_specs, space_specs
 
@@ -115,7 +117,7 @@ def _space(space, tables, every: bool, sample: Optional[int], seed: int, report:
                 _say(f"[{i + 1}/{len(specs)}] {m.spec.name}: {m.latency.median_ms:.3f} ms "
                      f"({'measured' if m.now else 'in the table'})")
 
-        measured = measure_specs(specs, table, on_each=each)
+        measured = measure_specs(specs, table, protocol, on_each=each)
         now = sum(m.now for m in measured)
         entry = {"key": table.key.to_dict(), "table": str(table.path), "specs": len(measured), "measured_now": now}
         if not as_json:

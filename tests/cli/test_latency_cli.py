@@ -40,6 +40,16 @@ def test_a_spec_is_measured_once_per_key_and_the_key_is_printed(latency, tiny_sp
     assert "device key: " in again.stdout and "1 thread, batch 1, fp32, channels_last" in again.stdout
 
 
+def test_rounds_are_the_users_choice(latency, tiny_spec: Path) -> None:
+    """``--rounds 3``: three rounds of timed runs, the number the fastest round's median; 0 is refused."""
+    r = latency(tiny_spec, "--device", "cpu", "--threads", "1", "--rounds", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["specs"][0]
+    assert len(row["round_medians"]) == 3 and row["median_ms"] == pytest.approx(min(row["round_medians"]))
+    bad = latency(tiny_spec, "--rounds", "0")
+    assert bad.returncode == 2 and "--rounds" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_space_table_is_resumable_and_reported(latency, tmp_path: Path) -> None:
     space = write_space(tmp_path)
     html = tmp_path / "out" / "tiny-latency.html"
