@@ -183,8 +183,13 @@ def replay_results(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def replay_trial(config: dict[str, Any]) -> None:
-    """One Tune trial replayed: the table's accuracy after every epoch, its cost as the seconds."""
+    """One Tune trial replayed: the table's accuracy after every epoch, its cost as the seconds, and
+    where it ran (host and Ray node, as a trained trial records them)."""
+    import socket
+
+    import ray
     from ray import tune
 
+    where = {"hostname": socket.gethostname(), "node": ray.get_runtime_context().get_node_id()}
     for result in replay_results(config):
-        tune.report(result)
+        tune.report({**result, **where})

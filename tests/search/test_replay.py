@@ -8,6 +8,7 @@ the study folder and its outputs.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,7 @@ def test_a_replayed_search_is_the_real_stack_with_the_tables_numbers(tmp_path: P
         curve = table.curve(ua["name"], ua["table_seed"])
         assert ua["table_seed"] == table.seed_for(ua["name"], f"0:{t.number}")
         assert ua["accuracy"] == curve.accuracy[ua["epoch"] - 1] and ua["seconds"] == curve.cost[ua["epoch"] - 1]
+        assert ua["hostname"] == socket.gethostname() and len(ua["node"]) > 8  # where it ran, as a trained trial
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.values == [curve.accuracy[-1], table.counts[ua["name"]][0]] and ua["epochs"] == EPOCHS
     hist = hypervolume_history(load_study(folder))  # against the table's cost, the replay's clock
