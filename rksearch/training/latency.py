@@ -223,12 +223,12 @@ def time_runs(run: Callable[[], None], protocol: Protocol = Protocol(),
             break
         before = window
     rounds = [_timed_round(once, protocol, clock) for _ in range(max(1, protocol.rounds))]
-    ordered, stable = min(rounds, key=lambda r: statistics.median(r[0]))  # the fastest round's
-    median = statistics.median(ordered)
+    medians = [statistics.median(ordered) for ordered, _ in rounds]
+    fastest = medians.index(min(medians))
+    (ordered, stable), median = rounds[fastest], medians[fastest]
     q = statistics.quantiles(ordered, n=20, method="inclusive")  # q[4]: p25, q[14]: p75, q[17]: p90
     return Latency(1000 * median, 1000 * q[17], (q[14] - q[4]) / median if median > 0 else 0.0,
-                   sum(len(r[0]) for r in rounds), warm, settled, stable,
-                   tuple(1000 * statistics.median(r[0]) for r in rounds))
+                   sum(len(r) for r, _ in rounds), warm, settled, stable, tuple(1000 * m for m in medians))
 
 
 def _timed_round(once: Callable[[], float], protocol: Protocol, clock: Callable[[], float]) -> tuple[list[float], bool]:

@@ -130,16 +130,14 @@ def proxy_evaluate(spec: AnySpec, cfg: ProxyConfig, report: Callable[[dict], Non
     # where the trial's seconds go (rksearch.search.overhead): set-up, validation, training steps
     times = {"started_at": started_at, "data_seconds": time.perf_counter() - start, "build_seconds": 0.0,
              "val_seconds": 0.0}
-    stepped = [0.0]  # training-step seconds so far
-
-    def account(m: EpochMetrics) -> None:
-        stepped[0] += m.train_seconds
-        times["val_seconds"] = m.seconds - stepped[0]  # an epoch's seconds are its steps and its validation
-        if m.epoch == 1:  # before the first epoch, the trainer only set up (model, optimiser, loaders)
-            times["build_seconds"] = time.perf_counter() - fit_start - m.seconds
+    stepped = 0.0  # training-step seconds so far
 
     def on_epoch(m: EpochMetrics) -> None:
-        account(m)
+        nonlocal stepped
+        stepped += m.train_seconds
+        times["val_seconds"] = m.seconds - stepped  # an epoch's seconds are its steps and its validation
+        if m.epoch == 1:  # before the first epoch, the trainer only set up (model, optimiser, loaders)
+            times["build_seconds"] = time.perf_counter() - fit_start - m.seconds
         if report:
             report({"epoch": m.epoch, "accuracy": m.val_accuracy, "loss": m.train_loss, "images_per_s": m.images_per_s,
                     "seconds": time.perf_counter() - start, "val_loss": m.val_loss, "train_seconds": m.train_seconds,
