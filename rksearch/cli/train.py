@@ -55,7 +55,8 @@ def train(
     from rksearch.core.errors import RKSearchError, from_validation_error
     from rksearch.arch.resolve import resolve_any_spec
     from rksearch.training.config import TrainConfig, paper_recipe
-    from rksearch.training.run import CHECKPOINT, check_fits
+    from rksearch.data.facts import check_fits
+    from rksearch.training.run import CHECKPOINT
     from rksearch.training.run import train as train_spec
     from rksearch.training.trainer import TrainingDiverged, resolve_device
 

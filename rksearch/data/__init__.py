@@ -3,18 +3,44 @@
 ``load_splits(DataOptions(dataset="cifar10", val_size=5000))`` gives train, a
 seeded validation split carved out of train, and test; ``make_loader`` turns a split into
 normalised (and, for training, augmented) batches on a device.
+
+Importing the package imports no torch: each name below loads its module on first use, so a
+driver that only checks the data (:mod:`rksearch.data.facts`) or says where it lies stays light.
 """
 from __future__ import annotations
 
-from typing import Optional
+import importlib
+from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rksearch.data.augment import Pipeline
-from rksearch.data.cache import cache_dir
-from rksearch.data.loaders import Loader, LoaderMode, default_workers, make_loader, pad_batch
-from rksearch.data.sources import DATASETS, data_home, default_root, describe_data, load_dataset, locate
-from rksearch.data.splits import Dataset, FileSplit, Split, Splits, TensorSplit, balanced_order, split_dataset
+if TYPE_CHECKING:
+    from rksearch.data.augment import Pipeline
+    from rksearch.data.splits import Dataset, Splits
+
+_HOMES = {
+    "augment": ("Pipeline",),
+    "cache": ("cache_dir",),
+    "facts": ("DataFacts", "check_fits", "known_facts"),
+    "loaders": ("Loader", "LoaderMode", "default_workers", "make_loader", "pad_batch"),
+    "sources": ("DATASETS", "data_home", "default_root", "describe_data", "load_dataset", "locate"),
+    "splits": ("Dataset", "FileSplit", "Split", "Splits", "TensorSplit", "balanced_order", "split_dataset",
+               "split_sizes"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """``rksearch.data.X``: imported from its module the first time it is asked for (PEP 562)."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
 
 
 class DataOptions(BaseModel):
@@ -32,20 +58,21 @@ class DataOptions(BaseModel):
     download: Optional[bool] = None  # None: torchvision datasets download into the cache folder when no root is given
 
 
-def load_splits(opts: DataOptions) -> Splits:
+def load_splits(opts: DataOptions) -> "Splits":
+    from rksearch.data.sources import load_dataset
+    from rksearch.data.splits import split_dataset
+
     ds = load_dataset(opts.dataset, opts.root, download=opts.download)
     return split_dataset(ds, val_size=opts.val_size, train_subset=opts.train_subset, val_subset=opts.val_subset,
                          test_subset=opts.test_subset, seed=opts.seed)
 
 
-def pipeline(ds: Dataset, *, train: bool, augment: bool, size: int) -> Pipeline:
+def pipeline(ds: "Dataset", *, train: bool, augment: bool, size: int) -> "Pipeline":
     """The transform of a training (``train``) or evaluation split of ``ds`` at side ``size``;
     SVHN ("plain") is never augmented, as in the paper."""
+    from rksearch.data.augment import Pipeline
+
     return Pipeline(ds.style, ds.mean, ds.std, augment=train and augment and ds.style != "plain", size=size)
 
 
-__all__ = [
-    "DATASETS", "DataOptions", "Dataset", "FileSplit", "Loader", "LoaderMode", "Pipeline", "Split", "Splits",
-    "TensorSplit", "balanced_order", "cache_dir", "data_home", "default_root", "default_workers", "describe_data",
-    "load_dataset", "load_splits", "locate", "make_loader", "pad_batch", "pipeline", "split_dataset",
-]
+__all__ = ["DataOptions", "load_splits", "pipeline", *_MODULE_OF]

@@ -9,8 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_atomic
 
@@ -32,6 +30,8 @@ def cached(kind: str, signature: list, build: Callable[[], dict]) -> dict:
 
     A cache that cannot be read is rebuilt; one that cannot be written only costs a warning.
     """
+    import torch  # here: a driver that only asks whether a copy is cached (cache_path) imports no torch
+
     path = cache_path(kind, signature)
     if path.is_file():
         try:

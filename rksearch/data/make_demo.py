@@ -16,7 +16,7 @@ import zipfile
 
 import torch
 
-from rksearch.data.imagefolder import find_layout
+from rksearch.data.layout import find_layout
 from rksearch.data.store import ImageStore
 from rksearch.data.sources import DEMO_FILE
 

@@ -16,11 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import numpy as np
-import torch
-
 from rksearch.core.errors import RKSearchError
-from rksearch.data.imagefolder import load_imagefolder
 from rksearch.data.splits import Dataset, Style, TensorSplit
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -166,9 +162,23 @@ def describe_data(name: str, root: str | Path | None = None) -> str:
 
 # -- loading ---------------------------------------------------------------------------------------
 
+@contextmanager
+def demo_path() -> Iterator[Path]:
+    """The bundled demo zip as a file (a temporary copy where rksearch is installed zipped)."""
+    with resources.as_file(resources.files(__package__) / DEMO_FILE) as path:
+        yield path
+
+
+def load_imagefolder(root: Path) -> Dataset:
+    """:func:`rksearch.data.imagefolder.load_imagefolder`, imported at the first call."""
+    from rksearch.data.imagefolder import load_imagefolder  # torch: only where images are read
+
+    return load_imagefolder(root)
+
+
 def load_demo() -> Dataset:
     """The bundled balanced CIFAR-10 subset (see :mod:`rksearch.data.make_demo`)."""
-    with resources.as_file(resources.files(__package__) / DEMO_FILE) as path:
+    with demo_path() as path:
         ds = load_imagefolder(path)
     return replace(ds, name="demo", source="bundled", mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
@@ -270,6 +280,9 @@ def load_torchvision(name: str, root: Path | None, download: bool | None = None)
             raise RKSearchError(f"cannot read {src.title}: {e}", source=path, field="root") from None
     train, test = splits
 
+    import numpy as np
+    import torch
+
     def tensors(ds) -> TensorSplit:
         images = torch.from_numpy(np.ascontiguousarray(ds.data))
         images = images if name == "svhn" else images.permute(0, 3, 1, 2).contiguous()  # CIFAR is NHWC
@@ -283,11 +296,16 @@ def load_torchvision(name: str, root: Path | None, download: bool | None = None)
 def _cifar10_images(where: Location) -> Dataset:
     """CIFAR-10 as an image folder or zip: ten classes of 32x32 images, CIFAR-10's normalisation."""
     ds = load_imagefolder(where.path)
-    if ds.num_classes != 10 or ds.image_size != 32:
-        size = f"{ds.image_size} px" if ds.image_size else "large"
-        raise RKSearchError(f"not CIFAR-10: {ds.num_classes} classes of {size} images (CIFAR-10 has 10 of 32 px)",
-                            source=where.path, field="root")
+    check_cifar10(ds.num_classes, ds.image_size, where.path)
     return replace(ds, name="cifar10", source=where.describe(), mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def check_cifar10(num_classes: int, image_size: int | None, path: Path) -> None:
+    """An image folder read as CIFAR-10 must have its ten classes of 32 px images."""
+    if num_classes != 10 or image_size != 32:
+        size = f"{image_size} px" if image_size else "large"
+        raise RKSearchError(f"not CIFAR-10: {num_classes} classes of {size} images (CIFAR-10 has 10 of 32 px)",
+                            source=path, field="root")
 
 
 LOADERS: dict[str, Callable[[Path | None, Optional[bool]], Dataset]] = {

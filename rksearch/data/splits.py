@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
-import torch
-from torch import Tensor
-
 from rksearch.core.errors import RKSearchError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where tensors are made: checking sizes (split_sizes) needs none
+    from torch import Tensor
+
     from rksearch.data.store import ImageStore
 
 Style = Literal["cifar", "plain", "imagenet"]
@@ -88,6 +87,8 @@ class Splits:
 
 def balanced_order(labels: Tensor, seed: int) -> Tensor:
     """A seeded permutation that deals the classes round-robin, so every prefix is balanced."""
+    import torch
+
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     shuffled = labels[perm]
     by_class = torch.argsort(shuffled, stable=True)
@@ -98,12 +99,21 @@ def balanced_order(labels: Tensor, seed: int) -> Tensor:
     return perm[torch.argsort(rank, stable=True)]
 
 
-def _prefix(order: Tensor, size: int | None, available: int, what: str) -> Tensor:
-    if size is None:
-        return order
-    if size > available:
-        raise RKSearchError(f"asks for {size} images but only {available} are available", field=what)
-    return order[:size]
+def split_sizes(n_train: int, n_test: int, *, val_size: int | None = None, train_subset: int | None = None,
+                val_subset: int | None = None, test_subset: int | None = None) -> tuple[int, int, int, int]:
+    """How many images validation carves out of ``n_train`` and how many train, validation and test
+    then hold: what :func:`split_dataset` takes, and the errors it raises, from the counts alone."""
+    val_size = n_train // 10 if val_size is None else val_size
+    if not 0 <= val_size < n_train:
+        raise RKSearchError(f"{val_size} leaves no training images out of {n_train}", field="val_size")
+
+    def prefix(size: int | None, available: int, what: str) -> int:
+        if size is not None and size > available:
+            raise RKSearchError(f"asks for {size} images but only {available} are available", field=what)
+        return available if size is None else size
+
+    return (val_size, prefix(train_subset, n_train - val_size, "train_subset"),
+            prefix(val_subset, val_size, "val_subset"), prefix(test_subset, n_test, "test_subset"))
 
 
 def split_dataset(
@@ -116,18 +126,14 @@ def split_dataset(
     seed: int = 0,
 ) -> Splits:
     """Carve ``val_size`` images (default: a tenth) out of the training split, then take subsets."""
-    n = len(ds.train)
-    val_size = n // 10 if val_size is None else val_size
-    if not 0 <= val_size < n:
-        raise RKSearchError(f"{val_size} leaves no training images out of {n}", field="val_size")
+    val_size, n_train, n_val, n_test = split_sizes(len(ds.train), len(ds.test), val_size=val_size,
+                                                   train_subset=train_subset, val_subset=val_subset,
+                                                   test_subset=test_subset)
     order = balanced_order(ds.train.labels, seed)
-    val_idx, train_idx = order[:val_size], order[val_size:]
-    train_idx = _prefix(train_idx, train_subset, len(train_idx), "train_subset")
-    val_idx = _prefix(val_idx, val_subset, len(val_idx), "val_subset")
-    test_idx = _prefix(balanced_order(ds.test.labels, seed), test_subset, len(ds.test), "test_subset")
+    val_idx, train_idx = order[:val_size][:n_val], order[val_size:][:n_train]
     return Splits(
         dataset=ds,
         train=ds.train.take(train_idx),
         val=ds.train.take(val_idx) if len(val_idx) else None,
-        test=ds.test.take(test_idx) if test_subset is not None else ds.test,
+        test=ds.test.take(balanced_order(ds.test.labels, seed)[:n_test]) if test_subset is not None else ds.test,
     )

@@ -143,7 +143,7 @@ def check_options(space: SearchSpace, sample: int, seeds: int, threshold: float,
 def _train_images(space: SearchSpace, specs: list[RKNetSpec]) -> int:
     """Training images the proxy reads; checks the proxy's data and the specs' fit on it first."""
     from rksearch.data import load_dataset, split_dataset
-    from rksearch.training.run import check_fits
+    from rksearch.data.facts import check_fits
 
     p = space.proxy
     with proxy_errors(space):

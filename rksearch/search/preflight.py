@@ -41,23 +41,28 @@ def check_grid(space: SearchSpace, wanted: int, *, field: str) -> None:
 
 
 def check_dataset(space: SearchSpace) -> None:
-    """Load (and so cache, decoded) the proxy's dataset once, before any trial needs it; and
-    check what every trial would fail on alike: the proxy's split sizes and the network's fixed
-    fields (classes, channels, input size) against the data."""
+    """Check what every trial would fail on alike: the proxy's split sizes and the network's fixed
+    fields (classes, channels, input size) against the data. Read from the data's layout where its
+    decoded copy is cached (the driver imports no torch); else loaded, and so decoded and cached
+    once, before any trial needs it."""
     from types import SimpleNamespace
 
-    from rksearch.data import load_dataset, split_dataset
-    from rksearch.training.run import check_fits
+    from rksearch.data.facts import DataFacts, check_fits, known_facts
+    from rksearch.data.splits import split_sizes
 
     p = space.proxy
     try:
-        ds = load_dataset(p.dataset, p.root)
-        split_dataset(ds, val_size=p.val_size, train_subset=p.train_subset, val_subset=p.val_subset,
-                      test_subset=None, seed=p.seed)
+        facts = known_facts(p.dataset, p.root)
+        if facts is None:
+            from rksearch.data.sources import load_dataset
+
+            facts = DataFacts.of(load_dataset(p.dataset, p.root))
+        split_sizes(facts.train, facts.test, val_size=p.val_size, train_subset=p.train_subset,
+                    val_subset=p.val_subset)
     except RKSearchError as e:
         raise RKSearchError(e.message, source=space.source, field=f"proxy.{e.field or 'dataset'}") from None
     try:
-        check_fits(SimpleNamespace(**space.network.fixed), ds)  # every candidate has these fields
+        check_fits(SimpleNamespace(**space.network.fixed), facts)  # every candidate has these fields
     except RKSearchError as e:
         raise RKSearchError(e.message, source=space.source, field=f"network.{e.field}") from None
 

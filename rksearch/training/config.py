@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from rksearch.data.splits import Style
 
-DATASET_NAMES = ("demo", "imagefolder", "cifar10", "cifar100", "svhn")
 """The names :data:`rksearch.data.DATASETS` loads (a test holds the two equal)."""
 LoaderMode = Literal["auto", "resident", "dataloader"]
 """The modes :func:`rksearch.data.make_loader` takes (its own ``LoaderMode``, which imports torch)."""

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from pydantic import Field, field_validator
 
+from rksearch.data.sources import DATASETS
 from rksearch.models.registry import count
-from rksearch.training.config import DATASET_NAMES, TrainConfig, TrainOptions
+from rksearch.training.config import TrainConfig, TrainOptions
 
 if TYPE_CHECKING:  # the config loads with a space, without torch; the training imports it
     from rksearch.arch.resolve import AnySpec
@@ -42,8 +43,8 @@ class ProxyConfig(TrainOptions):
     @classmethod
     def _known(cls, name: str) -> str:
         """Refused with the space (``rksearch space``), not when a search loads the data."""
-        if name not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+        if name not in DATASETS:
+            raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
         return name
 
     def train_config(self, seed: Optional[int] = None) -> TrainConfig:

@@ -18,6 +18,7 @@ from rksearch.arch.resolve import AnySpec, save_spec
 from rksearch.core.errors import RKSearchError
 from rksearch.core.files import write_atomic
 from rksearch.data import DataOptions, Splits
+from rksearch.data.facts import check_fits
 from rksearch.data.splits import Dataset
 from rksearch.models.registry import count
 from rksearch.training.config import TrainConfig
@@ -41,17 +42,6 @@ class FitResult:
     @property
     def images_per_s(self) -> float:
         return sum(m.images for m in self.history) / self.train_seconds if self.history else 0.0
-
-
-def check_fits(spec: AnySpec, ds: Dataset) -> None:
-    """The spec must match the data it trains on (errors name the spec field)."""
-    if spec.num_classes != ds.num_classes:
-        raise RKSearchError(f"is {spec.num_classes} but {ds.name} has {ds.num_classes} classes", field="num_classes")
-    if spec.in_channels != 3:
-        raise RKSearchError(f"is {spec.in_channels} but {ds.name} images are RGB (3 channels)", field="in_channels")
-    if ds.image_size is not None and spec.input_size != ds.image_size:
-        raise RKSearchError(f"is {spec.input_size} but {ds.name} images are {ds.image_size}x{ds.image_size}",
-                            field="input_size")
 
 
 def fit(

@@ -6,6 +6,7 @@ start-up times themselves are measured by ``benchmarks/bench_startup.py``, not a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,13 +93,6 @@ def test_the_package_root_keeps_its_names_and_loads_torch_only_to_build_a_model(
         rksearch.nothing  # noqa: B018
 
 
-def test_the_torch_free_dataset_names_are_the_loaders():
-    from rksearch.data import DATASETS
-    from rksearch.training.config import DATASET_NAMES
-
-    assert DATASET_NAMES == DATASETS
-
-
 def test_the_torch_free_loader_modes_are_the_loaders():
     """TrainConfig validates ``loader`` without torch, so it keeps its own copy of the modes."""
     from typing import get_args
@@ -107,3 +101,17 @@ def test_the_torch_free_loader_modes_are_the_loaders():
     from rksearch.training.config import LoaderMode as ConfigLoaderMode
 
     assert get_args(ConfigLoaderMode) == get_args(LoaderMode)
+
+
+def test_a_searchs_data_check_imports_torch_only_to_decode_the_data(tmp_path):
+    """The driver checks a cached dataset from its layout (rksearch.data.facts), so the driver of a
+    demo search never imports torch; with nothing cached it loads (decodes, caches) the data once."""
+    code = ("import sys; from rksearch.data import describe_data; from rksearch.search.preflight import check_dataset; "
+            "from rksearch.space.search_space import load_space; describe_data('demo'); "
+            "check_dataset(load_space('search_spaces/demo.yaml')); print('torch' in sys.modules)")
+    env = {**os.environ, "RKSEARCH_CACHE": str(tmp_path)}
+    seen = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    assert [r.returncode for r in seen] == [0, 0], seen[0].stderr + seen[1].stderr
+    assert [r.stdout.strip() for r in seen] == ["True", "False"]  # the first decodes and caches; then no torch
+    assert len(list(tmp_path.glob("imagefolder-*.pt"))) == 1

@@ -13,8 +13,10 @@ from rksearch.data import (
 )
 from rksearch.data.augment import PAD, crop_flip, random_crops
 from rksearch.data.cache import cache_path
+from rksearch.data.facts import DataFacts, known_facts
 from rksearch.data.loaders import ResidentLoader, StreamLoader
 from rksearch.data.sources import TORCHVISION
+from rksearch.data.splits import split_sizes
 from rksearch.core.errors import RKSearchError
 
 # torchvision >= 0.29 warns that its decoders will move to torchcodec; they are what we use until then
@@ -62,6 +64,35 @@ def test_demo_is_a_balanced_cifar10_subset(demo: Dataset) -> None:
     assert demo.test.labels.bincount().tolist() == [50] * 10
     assert demo.image_size == 32 and demo.style == "cifar"
     assert 60 < demo.train.images.float().mean() < 160  # real photographs, not blank arrays
+
+
+def test_known_facts_are_the_loaded_datasets_once_it_is_cached(tmp_path, demo) -> None:
+    """The driver's check reads a cached dataset's facts from its layout; before the first load
+    (nothing cached) only loading tells, and a large-image folder (never decoded) always tells."""
+    assert known_facts("demo") is None  # this test's cache folder is empty
+    assert DataFacts.of(load_dataset("demo")) == DataFacts("demo", 10, 2000, 500, 32)
+    assert known_facts("demo") == DataFacts.of(demo)
+
+    small = write_folder(tmp_path / "small", demo, per_class=2, side=40)
+    assert known_facts("imagefolder", small) is None
+    assert known_facts("imagefolder", small) is None  # asking caches nothing
+    load_dataset("imagefolder", small)
+    assert known_facts("imagefolder", small) == DataFacts("imagefolder", 10, 20, 20, 40)
+    with pytest.raises(RKSearchError, match="not CIFAR-10: 10 classes of 40 px"):  # the check loading makes
+        known_facts("cifar10", small)
+    large = write_folder(tmp_path / "large", demo, per_class=1, side=80)
+    assert known_facts("imagefolder", large) == DataFacts.of(load_dataset("imagefolder", large))
+    assert known_facts("imagefolder", large).image_size is None
+    assert known_facts("cifar10") is None  # torchvision's formats: only loading tells
+
+
+def test_split_sizes_are_what_split_dataset_takes(demo) -> None:
+    assert split_sizes(2000, 500) == (200, 1800, 200, 500)  # a tenth for validation, the rest whole
+    assert split_sizes(2000, 500, val_size=100, train_subset=50, val_subset=20, test_subset=30) == (100, 50, 20, 30)
+    s = split_dataset(demo, val_size=100, train_subset=50, val_subset=20, test_subset=30, seed=1)
+    assert (len(s.train), len(s.val), len(s.test)) == (50, 20, 30)
+    with pytest.raises(RKSearchError, match="asks for 1901 images but only 1900"):
+        split_sizes(2000, 500, val_size=100, train_subset=1901)
 
 
 def test_imagefolder_folder_is_lossless_and_cached(tmp_path, demo) -> None:
