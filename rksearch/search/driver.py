@@ -163,11 +163,15 @@ def run_search(
                 while done < wanted or searcher.pending_baselines:
                     if searcher.tally.failed > max_failures:
                         break
+                    # room for the failures the bound allows: the searcher ends the run at its target, and a
+                    # failed trial needs no new Tune run (each starts its workers cold: ~4 s of CPU, more on a GPU)
+                    samples = max(0, wanted - done) + len(searcher.pending_baselines) + \
+                        max(0, max_failures - searcher.tally.failed) + 1
                     tuner = tune.Tuner(
                         tune.with_resources(run_trial if table is None else replay_trial, resources),
                         tune_config=tune.TuneConfig(
                             search_alg=searcher, scheduler=scheduler,
-                            num_samples=max(0, wanted - done) + len(searcher.pending_baselines),
+                            num_samples=samples,
                             max_concurrent_trials=space.search.concurrency, reuse_actors=True,
                         ),
                         run_config=tune.RunConfig(
