@@ -47,7 +47,7 @@ from rksearch.proxies.zerocost import SCORES, check_names
 from rksearch.search.calibrate_plan import (DEFAULT_BUDGETS, FIGURE, REPORT, Budget, Calibration, CalibrationFailed, Job,
                                             check_options, done_runs, parse_budgets, plan)
 from rksearch.search.cluster import choose_concurrency, init_ray
-from rksearch.search.liveness import driver_id, fail_stale_trials
+from rksearch.search.liveness import driver_id, fail_stale_trials, fail_trial
 from rksearch.search.study_dir import prepare_study_dir
 from rksearch.search.trial import injected_fault, run_trial
 from rksearch.space.search_space import SearchSpace, parse_space
@@ -72,10 +72,11 @@ class _Recorder(Callback):
     """Tells each run's Optuna trial its result as soon as Ray reports it, with the accuracy
     after every epoch (``curve``: [accuracy, seconds] per epoch)."""
 
-    def __init__(self, study: optuna.Study, trials: dict[int, optuna.Trial], on_update: Callable[[Progress], None] | None):
-        self.study, self.trials, self.on_update = study, trials, on_update
-        self.curves: dict[int, list[list[float]]] = {i: [] for i in trials}
-        self.progress = Progress(len(trials))
+    def __init__(self, study: optuna.Study, runs: int, on_update: Callable[[Progress], None] | None):
+        self.study, self.on_update = study, on_update
+        self.trials: dict[int, optuna.Trial] = {}  # asked (RUNNING), not told yet: a stop fails them
+        self.curves: dict[int, list[list[float]]] = {}
+        self.progress = Progress(runs)
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks; the study stays here
         return {}
@@ -85,7 +86,7 @@ class _Recorder(Callback):
         if result.get("failed"):
             self.tell(i, None, result.get("fail_reason") or "failed")
         elif result.get("accuracy") is not None and result.get("epoch"):
-            self.curves.get(i, []).append([result["accuracy"], result.get("seconds")])
+            self.curves.setdefault(i, []).append([result["accuracy"], result.get("seconds")])
             if result.get("final"):
                 self.tell(i, result)
 
@@ -116,10 +117,11 @@ class _Recorder(Callback):
 
 
 def _ask(study: optuna.Study, space: SearchSpace, job: Job, params: dict[str, Any], spec: RKNetSpec,
-         scores: dict[str, float]) -> optuna.Trial:
-    """A RUNNING trial with the spec's params (distributions included) and what identifies the run."""
+         scores: dict[str, float], asked: dict[int, optuna.Trial], n: int) -> optuna.Trial:
+    """A RUNNING trial with the spec's params (distributions included) and what identifies the run,
+    in ``asked[n]`` as soon as it exists (a stop fails what is there)."""
     study.enqueue_trial(params)
-    trial = study.ask()
+    trial = asked[n] = study.ask()
     space.suggest(trial)
     attrs = {"job": job.key, "spec": spec.to_yaml(), "name": spec.name, "budget": job.budget.label,
              "epochs_budget": job.budget.epochs, "fraction": job.budget.fraction, "seed": job.seed,
@@ -129,21 +131,23 @@ def _ask(study: optuna.Study, space: SearchSpace, job: Job, params: dict[str, An
     return trial
 
 
-def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: list[dict[str, Any]],
-           specs: list[RKNetSpec], scores: list[dict[str, float]], address: str | None,
-           on_update: Callable[[Progress], None] | None) -> None:
+def _train(space: SearchSpace, study: optuna.Study, storage: optuna.storages.BaseStorage, jobs: list[Job],
+           params: list[dict[str, Any]], specs: list[RKNetSpec], scores: list[dict[str, float]],
+           address: str | None, on_update: Callable[[Progress], None] | None) -> None:
     from ray import tune
 
-    trials = {n: _ask(study, space, job, params[job.index], specs[job.index], scores[job.index]) for n, job in enumerate(jobs)}
-    configs = [{"spec": specs[job.index].to_dict(), "proxy": job.proxy.model_dump(), "objectives": ["accuracy"],
-                "trial_number": trials[n].number, "fault": injected_fault(trials[n].number)}
-               for n, job in enumerate(jobs)]
-    recorder = _Recorder(study, trials, on_update)
-    init_ray(address or space.search.address, space)
-    space, _ = choose_concurrency(space)  # auto: as many runs at once as the cluster holds
-    resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
+    recorder = _Recorder(study, len(jobs), on_update)
+    first = len(study.get_trials(deepcopy=False))  # the trials this run asks are numbered from here
     reason = "the run ended before this trial reported"
-    try:
+    try:  # from the first ask: a stop while the runs are asked or Ray starts leaves no trial RUNNING
+        trials = {n: _ask(study, space, job, params[job.index], specs[job.index], scores[job.index], recorder.trials, n)
+                  for n, job in enumerate(jobs)}
+        configs = [{"spec": specs[job.index].to_dict(), "proxy": job.proxy.model_dump(), "objectives": ["accuracy"],
+                    "trial_number": trials[n].number, "fault": injected_fault(trials[n].number)}
+                   for n, job in enumerate(jobs)]
+        init_ray(address or space.search.address, space)
+        space, _ = choose_concurrency(space)  # auto: as many runs at once as the cluster holds
+        resources = {"cpu": space.search.resources.cpu, "gpu": space.search.resources.gpu}
         with tempfile.TemporaryDirectory(prefix="rksearch-calibrate-") as tune_dir:
             tune.Tuner(
                 tune.with_resources(tune.with_parameters(_calibration_trial, configs=configs), resources),
@@ -162,6 +166,9 @@ def _train(space: SearchSpace, study: optuna.Study, jobs: list[Job], params: lis
                     recorder.tell(i, None, reason)
                 except (RuntimeError, ValueError):  # told already: the stop came after its tell, before the pop
                     recorder.trials.pop(i, None)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number >= first:  # the stop came inside study.ask(), before the trial was handed back
+                    fail_trial(study, storage, t.number, reason)
 
 
 # -- assessing ---------------------------------------------------------------------------------
@@ -291,7 +298,7 @@ def calibrate(
     done = done_runs(study)
     pending = [j for j in jobs if j.key not in done]
     if pending:
-        _train(space, study, pending, params, specs, [s.values for s in scored], address, on_update)
+        _train(space, study, storage, pending, params, specs, [s.values for s in scored], address, on_update)
     seed_list = [space.proxy.seed + s for s in range(seeds)]
     result = _assess(space, study, jobs, specs, budgets, seed_list, [s.values for s in scored],
                      [s.seconds for s in scored], threshold, k, study_dir)

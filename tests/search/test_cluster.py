@@ -203,12 +203,14 @@ main(run)  # the search, on the Ray this process joined (a cold start and a conn
 
 @pytest.mark.slow
 def test_two_nodes_with_gpus(tmp_path: Path, demo_space) -> None:
-    """Two nodes of 1 CPU and 1 (pretend) GPU each, trials of 0.5 CPU and 0.5 GPU (the demo trains
-    on the CPU): auto runs 4 at once, on both nodes; the driver's RKSEARCH_* variables reach every
+    """Two nodes of 1 CPU and 1 (pretend) GPU each, trials of 1 CPU and 1 GPU (the demo trains on
+    the CPU): auto runs 2 at once, one on each node; the driver's RKSEARCH_* variables reach every
     node; a data root missing on a node fails the check naming the node and the path. The search
-    runs in the probe's process, after the probe: a cold start and a connect less."""
+    runs in the probe's process, after the probe: a cold start and a connect less. (Fractions of a
+    GPU are counted in test_auto_concurrency_is_what_the_gpus_or_cpus_hold; trials of 0.5 GPU here
+    ran 4 worker processes where 2 show the same, at about 4 s of CPU each.)"""
     space = demo_space("gpus", search__trials=4, search__concurrency="auto", search__scheduler="none",
-                       search__resources={"cpu": 0.5, "gpu": 0.5})
+                       search__resources={"cpu": 1, "gpu": 1})
     missing = tmp_path / "no-such-folder"
     node = {"num_cpus": 1, "num_gpus": 1}
     run = ["run", str(space), "--out", str(tmp_path)]
@@ -221,11 +223,11 @@ def test_two_nodes_with_gpus(tmp_path: Path, demo_space) -> None:
     at = next(i for i, line in enumerate(lines) if line.startswith('{"seen": '))
     got, stdout = json.loads(lines[at]), "\n".join(lines[at + 1:])  # the probe's findings, then the search's
     assert got["seen"] == ["yes", "yes"]  # a variable only the driver had
-    assert got["concurrency"] == 4 and got["line"] == (
-        "concurrency auto: 4 trials at once (2 GPUs at 0.5 GPU per trial on 2 nodes)")
+    assert got["concurrency"] == 2 and got["line"] == (
+        "concurrency auto: 2 trials at once (2 GPUs at 1 GPU per trial on 2 nodes)")
     assert got["error"].startswith(f"{space}: proxy.root: on node ") and f"not in {missing} there" in got["error"]
     assert any(f"({n}): " in got["error"] for n in got["nodes"])
-    assert "concurrency auto: 4 trials at once (2 GPUs at 0.5 GPU per trial on 2 nodes)" in stdout
+    assert "concurrency auto: 2 trials at once (2 GPUs at 1 GPU per trial on 2 nodes)" in stdout
     assert "checked 2 nodes" in stdout
     done = [t for t in load(tmp_path / "gpus").trials if t.user_attrs.get("outcome") == "trained"]
     assert len(done) == 4 and len({t.user_attrs["node"] for t in done}) == 2
