@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from rksearch.arch.baseline_names import NAMES_HELP
-from rksearch.arch.rknet import FrozenModel, Stem, StrictPosInt
+from rksearch.arch.rknet import FrozenModel, Stem, StrictPosInt, feature_sizes
 from rksearch.core.errors import RKSearchError
 from rksearch.core.yamlio import parse_yaml
 
@@ -68,10 +68,7 @@ class BaselineSpec(FrozenModel):
 
     def resolutions(self) -> list[int]:
         """Feature-map side length in each block (the RKNet's stem and 2x2 pooling transitions)."""
-        n = self.input_size
-        if self.stem == "imagenet":
-            n = ((n - 1) // 2) // 2 + 1
-        return [n >> i for i in range(self.num_blocks)]
+        return feature_sizes(self.stem, self.input_size, self.num_blocks)
 
     @model_validator(mode="after")
     def _input_survives(self) -> "BaselineSpec":

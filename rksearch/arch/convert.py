@@ -45,8 +45,7 @@ class Conversion:
     changes: tuple[str, ...]  # what the rules changed, one sentence each
 
     def to_dict(self, counts: Callable[[AnySpec], Counts]) -> dict[str, Any]:
-        """The conversion as JSON-ready data; ``counts`` is :func:`rksearch.models.count` (a
-        baseline is counted by measuring its built model, which this torch-free layer cannot)."""
+        """The conversion as JSON-ready data; ``counts`` is :func:`rksearch.models.count`."""
         before, after = counts(self.source), counts(self.target)
         return {
             "source": {"name": self.source.name, "params": before.params, "flops": before.flops,

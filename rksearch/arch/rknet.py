@@ -25,6 +25,19 @@ Method = Literal["erk", "irk"]
 Stem = Literal["cifar", "imagenet"]
 
 
+def feature_sizes(stem: str, input_size: int, periods: int) -> list[int]:
+    """Feature-map side length in each of ``periods`` periods (or baseline blocks)."""
+    n = input_size
+    if stem == "imagenet":  # 7x7/2 conv (pad 3), then 3x3/2 max-pool (pad 1)
+        n = (n - 1) // 2 + 1
+        n = (n - 1) // 2 + 1
+    sizes = [n]
+    for _ in range(periods - 1):
+        n //= 2  # 2x2 average pooling in each transition
+        sizes.append(n)
+    return sizes
+
+
 class FrozenModel(BaseModel):
     """A spec's base: immutable, unknown keys refused, read from a mapping with one-line errors."""
 
@@ -106,15 +119,7 @@ class RKNetSpec(FrozenModel):
 
     def resolutions(self) -> list[int]:
         """Feature-map side length in each period."""
-        n = self.input_size
-        if self.stem == "imagenet":  # 7x7/2 conv (pad 3), then 3x3/2 max-pool (pad 1)
-            n = (n - 1) // 2 + 1
-            n = (n - 1) // 2 + 1
-        sizes = [n]
-        for _ in self.periods[1:]:
-            n //= 2  # 2x2 average pooling in each transition
-            sizes.append(n)
-        return sizes
+        return feature_sizes(self.stem, self.input_size, len(self.periods))
 
     @property
     def name(self) -> str:

@@ -1,8 +1,8 @@
 """Parameters and FLOPs of any module, measured by PyTorch's own counter.
 
 The convention of ``rksearch.arch.count`` and the paper's tables: FLOPs are 2 x multiply-accumulates
-of convolutions and matrix products for one image. Baselines have no analytic count, so they are
-measured; building them on the meta device makes that free of memory and arithmetic.
+of convolutions and matrix products for one image. The tests hold every analytic count equal to
+this one; building on the meta device makes measuring free of memory and arithmetic.
 """
 from __future__ import annotations
 

@@ -1,17 +1,17 @@
 """One factory for every spec: ``build_model(spec)`` and ``count(spec)``, dispatched on the spec's type.
 
-Importing this module costs no torch: an RKNet is counted analytically
-(:func:`rksearch.arch.count.rknet_count`), and torch loads only to build a module or to measure a
-baseline (DenseNet, CliqueNet), whose counts PyTorch's own counter takes on the meta device.
+Importing this module costs no torch: RKNets and the DenseNet and CliqueNet baselines are counted
+analytically (:mod:`rksearch.arch.count`, held equal to PyTorch's own counter by the tests), and
+torch loads only to build a module.
 """
 from __future__ import annotations
 
-from functools import lru_cache, singledispatch
+from functools import singledispatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rksearch.arch.baselines import BaselineSpec, CliqueNetSpec, DenseNetSpec
-from rksearch.arch.count import Counts, rknet_count
+from rksearch.arch.baselines import CliqueNetSpec, DenseNetSpec
+from rksearch.arch.count import Counts, cliquenet_count, densenet_count, rknet_count
 from rksearch.arch.resolve import AnySpec, resolve_network
 from rksearch.arch.rknet import RKNetSpec
 from rksearch.core.errors import RKSearchError
@@ -62,12 +62,8 @@ def _(spec: RKNetSpec) -> Counts:
     return rknet_count(spec)
 
 
-@count.register(BaselineSpec)
-@lru_cache(maxsize=1024)  # specs are frozen and hashable; measuring a DenseNet-201 takes a second
-def _(spec: BaselineSpec) -> Counts:
-    from rksearch.models.counter import count_built
-
-    return count_built(lambda: build_model(spec), spec.input_size, spec.in_channels)
+count.register(DenseNetSpec, densenet_count)
+count.register(CliqueNetSpec, cliquenet_count)
 
 
 def create_model(name_or_spec: str | Path | AnySpec, **fields: Any) -> nn.Module:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
@@ -164,6 +165,28 @@ def test_rknets_through_the_same_counter(name: str, fields: dict) -> None:
     spec = parse_name(name, growth_rate=4, **fields)
     measured, analytic = count_built(lambda: build_model(spec), spec.input_size, spec.in_channels), count(spec)
     assert (measured.params, measured.flops) == (analytic.params, analytic.flops)
+
+
+def _random_baseline(r: random.Random) -> BaselineSpec:
+    """A DenseNet or CliqueNet drawn over every field that changes the count."""
+    stem = r.choice(["cifar", "imagenet"])
+    common = {"growth_rate": r.randint(2, 12), "bottleneck": r.random() < 0.5, "stem": stem,
+              "input_size": r.choice([32, 40, 64] if stem == "cifar" else [64, 96, 224]),
+              "num_classes": r.randint(2, 20), "init_channels": r.randint(4, 24), "in_channels": r.choice([1, 3])}
+    if r.random() < 0.5:
+        return DenseNetSpec(block_config=tuple(r.randint(1, 4) for _ in range(r.randint(1, 4))),
+                            bn_size=r.randint(1, 4), compression=r.choice([1.0, 0.5, 0.7]), **common)
+    blocks = r.randint(1, 3)
+    return CliqueNetSpec(T=blocks * r.randint(2, 4), blocks=blocks, attention=r.random() < 0.5,
+                         compression=r.choice([1.0, 0.5]), multiscale=r.random() < 0.5, **common)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_baseline_counts_are_the_counters(seed: int) -> None:
+    """The analytic count (no torch, no model) equals PyTorch's counter on the built model."""
+    spec = _random_baseline(random.Random(seed))
+    measured = count_built(lambda: build_model(spec), spec.input_size, spec.in_channels)
+    assert (count(spec).params, count(spec).flops) == (measured.params, measured.flops), spec
 
 
 def test_names_and_defaults() -> None:
