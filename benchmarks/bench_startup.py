@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "rksearch --help": ["-m", "rksearch", "--help"],
     "rksearch describe IRKNet-3x1_3x1_3x1": ["-m", "rksearch", "describe", "IRKNet-3x1_3x1_3x1"],
+    "rksearch describe densenet-bc-100": ["-m", "rksearch", "describe", "densenet-bc-100"],
     "rksearch space search_spaces/demo.yaml": ["-m", "rksearch", "space", str(ROOT / "search_spaces/demo.yaml")],
     'python -c "import torch" (baseline)': ["-c", "import torch"],
 }

@@ -11,27 +11,36 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 dry_run() {
-  local missing=0 m v cc
+  local missing=0 v cc report line
   echo "dry run: nothing is installed or measured"
   if ! v=$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null); then
     echo "python: $PY not found"; return 2
   fi
   echo "python: $PY $v"
-  for m in torch torchvision numpy pydantic yaml triton; do
-    if v=$("$PY" -c "import $m; print(getattr($m, '__version__', 'present'))" 2>/dev/null); then
-      echo "$m: $v"
-    else
-      echo "$m: missing"
-      case $m in
-        torch) missing=1 ;;
-        pydantic|yaml) if compgen -G ".whl/*.whl" >/dev/null; then echo "  (a run installs the wheels in .whl/ first)"; fi ;;
-      esac
-    fi
-  done
+  # one interpreter for every check: each `import torch` costs seconds of a small machine's CPU
+  report=$("$PY" - 2>/dev/null <<'EOF'
+import importlib
+for m in ("torch", "torchvision", "numpy", "pydantic", "yaml", "triton"):
+    try:
+        print(f"{m}: {getattr(importlib.import_module(m), '__version__', 'present')}")
+    except Exception:  # not installed, or broken (a CUDA library missing)
+        print(f"{m}: missing")
+try:
+    import torch
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    print("GPU: " + (", ".join(torch.cuda.get_device_name(i) for i in range(n)) if n else "none (a run stops with exit status 2)"))
+except Exception:
+    pass
+EOF
+  ) || true
+  while IFS= read -r line; do
+    echo "$line"
+    case $line in
+      "torch: missing") missing=1 ;;
+      "pydantic: missing"|"yaml: missing") if compgen -G ".whl/*.whl" >/dev/null; then echo "  (a run installs the wheels in .whl/ first)"; fi ;;
+    esac
+  done <<< "$report"
   if (( missing )); then echo "error: the table needs torch" >&2; return 2; fi
-  "$PY" -c 'import torch
-n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-print("GPU: " + (", ".join(torch.cuda.get_device_name(i) for i in range(n)) if n else "none (a run stops with exit status 2)"))'
   cc=$(command -v cc || command -v gcc || command -v clang || true)
   echo "C compiler: ${cc:-missing (the torch.compile rows would fail)}"
   PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" benchmarks/throughput.py --device cuda --list "$@"
