@@ -59,7 +59,7 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path, demo_space, 
     once (the other driver's running trial may add one), never the same spec or baseline twice,
     and each study folder, renamed by ``--fresh`` or not, reads the whole study from the server.
     The two drivers are processes of their own (a driver is host:pid); the rest runs in this one."""
-    space = demo_space("shared", search__trials=8, search__concurrency=1, baselines=["densenet-bc-16-k4"])
+    space = demo_space("shared", search__trials=6, search__concurrency=1, baselines=["densenet-bc-16-k4"])
     logs = {d: (tmp_path / f"{d}.out", tmp_path / f"{d}.err") for d in "ab"}  # files: no pipe fills and stalls one
     drivers = {}
     for d, (out, err) in logs.items():
@@ -75,7 +75,7 @@ def test_two_drivers_share_one_study(postgres: str, tmp_path: Path, demo_space, 
     baseline = [t for t in baselines if t.user_attrs.get("kind") == "baseline" and t.state.name == "COMPLETE"]
     assert len(baseline) == 1  # one driver trains it; the other sees it taken
     done = [t for t in trials if t.user_attrs.get("outcome") in ("trained", "pruned")]
-    assert 8 <= len(done) <= 9, [(t.number, t.user_attrs.get("outcome")) for t in trials]
+    assert 6 <= len(done) <= 7, [(t.number, t.user_attrs.get("outcome")) for t in trials]
     assert len({t.user_attrs["spec_key"] for t in done}) == len(done)  # no spec trained twice
     assert len({t.user_attrs["driver"] for t in done}) == 2  # both drivers trained
     for d in "ab":  # each folder records the server, and reads the whole study from it
