@@ -9,6 +9,8 @@ PINS   := constraints.txt
 # pytest workers (pytest-xdist): two on the 2-core CI machine, where one test's waits (Ray's start,
 # a trial's start, a subprocess) are the other's CPU time; JOBS=0 runs in one process.
 JOBS   ?= 2
+# tests marked MANY_PROCESSES (tests/helpers.py) run one after another on one worker
+DIST   ?= --dist loadgroup
 
 .PHONY: install check-pins pins demo test test-fast test-latest clean
 
@@ -31,10 +33,10 @@ demo: install
 	$(BIN)/rksearch run search_spaces/demo.yaml --out $(DEMO_OUT)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) $(DIST) --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) $(DIST) -m "not slow" $(PYTEST_ARGS)
 
 # Drift watch (not part of CI): a throw-away environment with the newest releases the ranges in
 # pyproject.toml admit, then the fast tests. When it passes, `make pins` records those versions.

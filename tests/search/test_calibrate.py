@@ -19,6 +19,8 @@ from rksearch.core.errors import RKSearchError
 from rksearch.proxies.ranking import kendall_tau, spearman_rho, top_k_overlap
 from rksearch.space.search_space import load_space
 
+from helpers import MANY_PROCESSES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -213,6 +215,7 @@ def test_calibrate_end_to_end(tmp_path: Path, rksearch_cli, ray_session):
     assert "Kendall tau vs the largest budget" in html and "noise floor" in html
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_sigterm_ends_the_unfinished_runs(tmp_path: Path):
     """A stopped calibration leaves no RUNNING trial behind, exits 143 and shuts Ray down."""

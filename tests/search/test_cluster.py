@@ -17,7 +17,7 @@ from rksearch.search.nodes import check_nodes
 from rksearch.search.trial import failure_site
 from rksearch.space.config import Resources, SearchConfig
 from rksearch.space.search_space import load_space
-from helpers import load, two_node_cluster
+from helpers import MANY_PROCESSES, load, two_node_cluster
 
 GPU_BOX = [{"CPU": 16.0, "GPU": 2.0, "memory": 1e11}]
 TWO_CPUS = [{"CPU": 1.0}, {"CPU": 1.0}]
@@ -108,6 +108,7 @@ ray.shutdown()
 """
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_a_local_ray_starts_its_processes_with_usage_stats_off(demo_space) -> None:
@@ -201,6 +202,7 @@ main(run)  # the search, on the Ray this process joined (a cold start and a conn
 """
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_two_nodes_with_gpus(tmp_path: Path, demo_space) -> None:
     """Two nodes of 1 CPU and 1 (pretend) GPU each, trials of 1 CPU and 1 GPU (the demo trains on

@@ -23,7 +23,7 @@ from rksearch.search.replay import check_replayable, load_table
 from rksearch.search.simulate import simulate
 from rksearch.space.search_space import load_space
 from rksearch.analysis.study import load_study
-from helpers import EPOCHS, accuracy, cli, write_space, write_table
+from helpers import EPOCHS, MANY_PROCESSES, accuracy, cli, write_space, write_table
 
 
 
@@ -156,6 +156,7 @@ def test_a_replayed_study_is_not_continued_by_training(tmp_path: Path) -> None:
         check_continuable(rdb, space)
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_progress_to_a_file_is_plain_lines_that_appear_while_it_runs(tmp_path: Path) -> None:
     """stdout a log file: one plain line per finished trial, written as they finish (not at the end)."""

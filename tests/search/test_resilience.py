@@ -19,7 +19,7 @@ import pytest
 
 from rksearch.search.preflight import failure_bound
 from rksearch.analysis.study import load_study
-from helpers import load, write_space, write_table
+from helpers import MANY_PROCESSES, load, write_space, write_table
 
 DONE = ("trained", "pruned")
 
@@ -52,6 +52,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     (signal.SIGTERM, False, 143, "terminated", "the search was terminated (SIGTERM)"),
     (signal.SIGTERM, True, 143, "terminated", "the search was terminated (SIGTERM)"),  # timeout, batch schedulers
 ], ids=["ctrl-c", "kill", "kill-group"])
+@MANY_PROCESSES
 def test_ctrl_c_or_sigterm_stops_the_search(tmp_path: Path, demo_space, sig: int, group: bool, status: int,
                                             said: str, reason: str) -> None:
     """Ctrl-C (SIGINT) or ``kill``/``timeout``/a batch scheduler (SIGTERM, to the driver or to its
@@ -105,6 +106,7 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """The killed driver is a process of its own (SIGKILL); the resume runs in this process."""

@@ -15,6 +15,8 @@ import pytest
 
 from rksearch.analysis.study import load_study
 
+from helpers import MANY_PROCESSES
+
 pytestmark = pytest.mark.slow
 
 
@@ -54,6 +56,7 @@ def postgres() -> str:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@MANY_PROCESSES
 def test_two_drivers_share_one_study(postgres: str, tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """Two ``rksearch run`` at once on one study: together they train the space's trial count
     once (the other driver's running trial may add one), never the same spec or baseline twice,

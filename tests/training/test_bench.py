@@ -14,6 +14,8 @@ from rksearch import count, parse_name, save_spec
 from rksearch.training.bench import BenchOptions, Measurement, candidate, measure, paired_ratio, run_bench
 from rksearch.core.errors import RKSearchError
 
+from helpers import MANY_PROCESSES
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["IRKNet-2x1_2x1", "-k", "4", "--device", "cpu", "-b", "2", "--warmup", "0", "--repeats", "2"]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
@@ -140,6 +142,7 @@ def test_gpu_script_dry_run_checks_and_lists() -> None:
     assert len(rows) == 36
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_throughput_script_check(tmp_path: Path) -> None:
     """The whole table's plumbing on tiny CPU models: workers, rows, proxy trials, JSON."""
