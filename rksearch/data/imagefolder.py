@@ -7,7 +7,8 @@ Small images (CIFAR-sized) are decoded once into uint8 tensors and cached; large
 Hostile data fails with one line naming the file: a zip member that would expand beyond
 MAX_MEMBER_BYTES or more than MAX_RATIO times its compressed size (a zip bomb), an image of more
 than MAX_PIXELS pixels (an image bomb: a few kilobytes of PNG can declare gigapixels; checked from
-the header, before decoding), a symbolic link in a data folder that points outside it.
+the header, before decoding), a symbolic link in a data folder that points outside it (the limits
+live in :mod:`rksearch.data.store` and :mod:`rksearch.data.layout`, which read a folder without torch).
 """
 from __future__ import annotations
 

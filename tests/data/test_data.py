@@ -86,6 +86,16 @@ def test_known_facts_are_the_loaded_datasets_once_it_is_cached(tmp_path, demo) -
     assert known_facts("cifar10") is None  # torchvision's formats: only loading tells
 
 
+def test_every_name_the_data_package_exports_loads() -> None:
+    """``rksearch.data`` loads its names on first use (no torch at import): each one resolves."""
+    import rksearch.data as data
+
+    assert all(getattr(data, name) is not None for name in data.__all__)
+    assert set(data.__all__) <= set(dir(data))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        data.nothing  # noqa: B018
+
+
 def test_split_sizes_are_what_split_dataset_takes(demo) -> None:
     assert split_sizes(2000, 500) == (200, 1800, 200, 500)  # a tenth for validation, the rest whole
     assert split_sizes(2000, 500, val_size=100, train_subset=50, val_subset=20, test_subset=30) == (100, 50, 20, 30)
