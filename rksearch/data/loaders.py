@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, default_collate
 from rksearch.core.errors import RKSearchError
 from rksearch.data.augment import PAD, Normalize, Pipeline, crop_flip, random_crops, sample_transform
 from rksearch.data.imagefolder import decode
-from rksearch.data.splits import FileSplit, Split, TensorSplit
+from rksearch.data.splits import Split, TensorSplit
 
 LoaderMode = Literal["auto", "resident", "dataloader"]
 Batch = tuple[Tensor, Tensor]
