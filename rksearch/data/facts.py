@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from rksearch.core.errors import RKSearchError
-from rksearch.data.layout import read_layout
+from rksearch.data.layout import Layout, read_layout
 from rksearch.data.sources import check_cifar10, demo_path, locate
 
 if TYPE_CHECKING:
@@ -36,19 +36,21 @@ def known_facts(name: str, root: str | Path | None = None) -> DataFacts | None:
     where only loading tells (torchvision's formats) or would first decode and cache it."""
     where = locate(name, root)
     if where.kind == "bundled":
-        with demo_path() as path:
-            layout = read_layout(path)
-    elif where.kind in ("zip", "folder"):
-        layout = read_layout(where.path)
-    else:
+        with demo_path() as path:  # a temporary copy where rksearch is installed zipped: read it inside
+            return _from_layout(name, read_layout(path))
+    if where.kind not in ("zip", "folder"):
         return None
+    facts = _from_layout(name, read_layout(where.path))
+    if facts is not None and name == "cifar10":
+        check_cifar10(facts.num_classes, facts.image_size, where.path)
+    return facts
+
+
+def _from_layout(name: str, layout: Layout) -> DataFacts | None:
     if layout.small and not layout.is_cached():
         return None
     side = layout.size[1] if layout.small else None  # a decoded split's side is its images' width
-    facts = DataFacts(name, len(layout.classes), len(layout.pairs["train"]), len(layout.pairs["test"]), side)
-    if name == "cifar10":
-        check_cifar10(facts.num_classes, facts.image_size, where.path)
-    return facts
+    return DataFacts(name, len(layout.classes), len(layout.pairs["train"]), len(layout.pairs["test"]), side)
 
 
 def check_fits(spec: Any, ds: "Dataset | DataFacts") -> None:
