@@ -30,11 +30,17 @@ def address_field(address: str, space: SearchSpace) -> dict[str, Any]:
         else {"field": "--address"}
 
 
+def cluster_address(address: str | None) -> str | None:
+    """The Ray cluster a search joins: ``--address`` (or ``search.address``), else Ray's own
+    ``RAY_ADDRESS``; None: it starts a Ray of its own, which is this machine."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def refuse_ray_client(address: str | None, space: SearchSpace) -> None:
     """A ``ray://`` address (Ray Client), given or in ``RAY_ADDRESS``, is refused: its workers would
     not see the driver's files, and Tune through Ray Client is not what rksearch is tested on."""
     where = address_field(address, space) if address else {"field": "RAY_ADDRESS"}
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(address)
     if address and address.strip().lower().startswith("ray://"):
         raise RKSearchError(f"{address}: Ray Client (ray://) is not supported; run rksearch on a machine of the "
                             "cluster with --address HEAD:PORT and a PostgreSQL storage every node reaches "
@@ -63,7 +69,7 @@ def init_ray(address: str | None, space: SearchSpace) -> float:
         check_reachable(address, space)
     else:  # a new local Ray, never a cluster `ray start` announced on this machine: joining one is --address auto
         kwargs["include_dashboard"] = False
-        if not os.environ.get("RAY_ADDRESS"):  # Ray's own variable still names a cluster to join
+        if cluster_address(None) is None:  # Ray's own RAY_ADDRESS still names a cluster to join
             kwargs["address"] = "local"
     if not ray.is_initialized():
         sigterm = signal.getsignal(signal.SIGTERM)

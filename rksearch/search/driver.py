@@ -1,7 +1,6 @@
 """The search's driver: preflight checks, Ray, then Ray Tune over the searcher until the study has its trials."""
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import warnings
@@ -16,7 +15,8 @@ from rksearch.core.errors import RKSearchError
 from rksearch.core.secrets import mask_secrets, masked
 from rksearch.core.stopping import raise_if_swallowed
 from rksearch.search.asha import make_scheduler
-from rksearch.search.cluster import check_resources, choose_concurrency, fit_to_machine, init_ray, refuse_ray_client
+from rksearch.search.cluster import (check_resources, choose_concurrency, cluster_address, fit_to_machine, init_ray,
+                                     refuse_ray_client)
 from rksearch.search.latency import search_latency
 from rksearch.search.liveness import beating, driver_id, fail_stale_trials, settled
 from rksearch.search.nodes import check_nodes
@@ -129,7 +129,7 @@ def run_search(
             check_resources(space)
         space, notice = choose_concurrency(space)  # auto: what the cluster's GPUs (or CPUs) hold
         say(notice)
-        if address or os.environ.get("RAY_ADDRESS"):  # a cluster's nodes, before anything is written; a Ray of
+        if cluster_address(address):  # a cluster's nodes, before anything is written; a Ray of
             say(check_nodes(space, table.path if table is not None else None))  # our own is this machine (1.7 s less)
         say(latency.notice() if latency is not None else None)
         say(threads_warning(space.search.resources.cpu))  # each trial runs on its CPUs, whatever the environment asks
