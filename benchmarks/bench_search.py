@@ -56,6 +56,8 @@ def main() -> None:
     if first is not None:
         print(f"start-up: command to the first training step {first - process_start():.1f} s (goal: under 8 s)")
     if account is not None:
+        if args.address:
+            print("(--cpu with --address: the cluster's processes and workers are not under this driver; they count as idle)")
         if first is not None:
             account.mark("the first step", first)
         print(account.table())
