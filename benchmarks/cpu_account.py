@@ -8,8 +8,8 @@
 Each process is put in one class by its command line: the driver (this process), a trial worker
 (a Ray worker that ran a Tune trial), an unused worker (a Ray worker that never did: Ray's
 pre-started ones), and Ray's own processes (GCS, raylet, dashboard, agents, monitors). Idle is the
-CPU time the machine had (cores x wall) that no process used, other programs on the machine
-included, so run it on an idle machine. A process's CPU is its user + system time, read until it
+CPU time the machine had (cores x wall) that none of these used: another program's CPU counts as
+idle, so run it on an otherwise idle machine. A process's CPU is its user + system time, read until it
 exits (the last sample before it goes: up to one interval of it is missed).
 """
 from __future__ import annotations
