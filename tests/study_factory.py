@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+from sqlalchemy.pool import NullPool
 
 from rksearch import RKNetSpec, count
 from rksearch.core.objectives import OBJECTIVES
@@ -53,7 +54,9 @@ def storage(db: Path) -> optuna.storages.RDBStorage:
         con.execute("PRAGMA synchronous=NORMAL")  # WAL's usual setting: durable at checkpoints, fast commits
         return con
 
-    return optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"creator": connect})
+    # no pooled connection outlives a write: once made, the folder is at rest (no -wal/-shm), as a
+    # finished search leaves it, whenever the garbage collector runs
+    return optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"creator": connect, "poolclass": NullPool})
 
 
 def trial_for(spec: RKNetSpec, number: int, state: TrialState, objectives: Sequence[str], rng: random.Random,

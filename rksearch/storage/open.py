@@ -38,7 +38,8 @@ def open_storage(url: str, *, read_only: bool = False, source: str | Path | None
         ensure_wal(db)
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_table_creation=read_only)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url, read_only),
+                                              skip_table_creation=read_only)
         except Exception as e:  # sqlalchemy raises many types; all mean an unusable storage
             if any(r in str(e) for r in CREATION_RACES) and attempt < 4:
                 time.sleep(0.1 * (attempt + 1))  # another process created the schema at the same moment: it is there now
@@ -53,8 +54,15 @@ def open_storage(url: str, *, read_only: bool = False, source: str | Path | None
     raise RKSearchError(f"{where}cannot open the storage: {text}", source=source or shown, field=field) from None
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    return {"connect_args": {"timeout": BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+def _engine_kwargs(url: str, read_only: bool = False) -> dict[str, Any]:
+    if not url.startswith("sqlite"):
+        return {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    if read_only:  # a reader keeps no connection open between reads: once read, a study at rest has no
+        import sqlalchemy.pool  # -wal/-shm files a reader left behind (a pooled one stays until GC)
+
+        kwargs["poolclass"] = sqlalchemy.pool.NullPool
+    return kwargs
 
 
 def ensure_wal(db: Path, *, timeout: float = BUSY_TIMEOUT_S) -> bool:
