@@ -24,9 +24,10 @@ from rksearch.space.search_space import load_space
 ROOT = Path(__file__).resolve().parents[1]
 
 MANY_PROCESSES = pytest.mark.xdist_group("many_processes")
-"""Tests that start a Ray of their own or several processes that each train: ``make test``
-(``--dist loadgroup``) runs them one after another on one worker, beside the other worker's
-lighter tests, not two at once on the 2 cores (each then took up to 3x as long)."""
+"""Tests that start a Ray of their own or several processes that each train, and the longest
+whole searches in this process's Ray: ``make test`` (``--dist loadgroup``) runs them one after
+another on one worker, beside the other worker's lighter tests, not two at once on the 2 cores
+(each then took up to 3x as long)."""
 GOOD_SPACE = (ROOT / "search_spaces" / "demo.yaml").read_text()  # the demo space: the base of the bad-file cases
 
 def cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -148,6 +148,7 @@ def same(reported: float | None, computed: float) -> None:
         assert reported == pytest.approx(computed)
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_calibrate_end_to_end(tmp_path: Path, rksearch_cli, ray_session):
     """Real Ray (the session's, in this process), real training: 4 specs x 2 budgets x 2 seeds, one

@@ -119,10 +119,21 @@ def test_kill_the_driver_then_resume(tmp_path: Path, demo_space, rksearch_cli, r
         driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
     study_dir = out / "killed"
     try:
-        def mid_search() -> bool:
-            assert driver.poll() is None, f"the search ended before it could be killed: {log.read_text()[-1500:]}"
+        def wanted() -> bool:
             trials = load(study_dir).trials
             return len(done_trials_of(trials)) >= 1 and any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
+
+        def mid_search() -> bool:
+            assert driver.poll() is None, f"the search ended before it could be killed: {log.read_text()[-1500:]}"
+            if not wanted():
+                return False
+            # the running trial may end (or a rejected proposal be told FAIL) before the kill lands: frozen,
+            # the driver writes nothing more, so what is read now is what the kill leaves
+            driver.send_signal(signal.SIGSTOP)
+            if wanted():
+                return True
+            driver.send_signal(signal.SIGCONT)
+            return False
 
         wait_for(mid_search, 300, "a done trial beside a running one")
         driver.send_signal(signal.SIGKILL)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import load, write_space, write_table
+from helpers import MANY_PROCESSES, load, write_space, write_table
 from rksearch.arch.rknet import RKNetSpec
 from rksearch.analysis.study import load_study
 
@@ -23,6 +23,7 @@ def outcomes(study: optuna.Study) -> list[str]:
     return [t.user_attrs.get("outcome") for t in study.trials]
 
 
+@MANY_PROCESSES
 @pytest.mark.slow
 def test_search_end_to_end_and_continue(tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """A search trains, ASHA stops the weak (PRUNED, partial results kept as attributes), the

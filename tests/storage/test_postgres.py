@@ -108,6 +108,7 @@ def _with_password(url: str) -> str:
     return url.replace("postgresql://postgres@", f"postgresql://postgres:{SECRET}@")
 
 
+@MANY_PROCESSES
 def test_a_password_is_recorded_nowhere(postgres: str, tmp_path: Path, demo_space, rksearch_cli, ray_session) -> None:
     """A password in the space's ``storage:`` and in ``--set`` reaches no file of the study folder,
     no user attribute of the study or its baselines' study, no line the run or an error prints,
