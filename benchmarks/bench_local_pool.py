@@ -18,6 +18,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from cpu_account import process_start  # the bench's own start; it imports no Ray
+
 ROOT = Path(__file__).resolve().parents[1]
 PRELOAD = ["torch", "torch._dynamo", "rksearch.training.proxy", "rksearch.arch.resolve"]
 
@@ -31,8 +33,6 @@ def run(spec: dict, proxy: dict) -> dict:
 
 
 def main() -> None:
-    from bench_search import process_start
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("space", nargs="?", default=str(ROOT / "search_spaces" / "demo.yaml"))
     ap.add_argument("--trials", type=int, default=12)

@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from cpu_account import CpuAccount
+from cpu_account import CpuAccount, process_start
 from rksearch.search.driver import run_search
 from rksearch.space.search_space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def process_start() -> float:
-    """This process's start, wall clock (Linux: /proc/self/stat's start time after boot)."""
-    with open("/proc/self/stat") as f:
-        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as f:
-        uptime = float(f.read().split()[0])
-    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -46,6 +46,15 @@ class _Proc:
         return "Ray's processes"
 
 
+def process_start() -> float:
+    """This process's start, wall clock (Linux: /proc/self/stat's start time after boot)."""
+    with open("/proc/self/stat") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return time.time() - uptime + ticks / _HZ
+
+
 def _read(pid: str) -> tuple[int, float, str] | None:
     """(parent pid, CPU seconds, command line) of a live process, or None."""
     try:
